@@ -1,0 +1,32 @@
+# NexGen ETL — the two commands are `make demo` and `make test`; each sets up what it needs first.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export NEXGEN_HOME := $(CURDIR)
+
+.PHONY: setup demo test test-unit test-integration jars lock requirements clean
+
+setup:
+	@scripts/setup.sh
+
+jars:
+	@scripts/resolve_jars.sh $(VENV)/bin/python
+
+demo: setup
+	$(VENV)/bin/nexgen-etl demo
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit tests/dags $(PYTEST_ARGS)
+
+lock:
+	uv lock --python 3.11
+	$(MAKE) requirements
+
+requirements:
+	uv export --frozen --no-hashes --no-emit-project --no-dev --format requirements-txt > requirements.txt
+
+clean:
+	rm -rf .nexgen test-artifacts .pytest_cache

@@ -1,0 +1,83 @@
+"""NexGen ETL: raw sales CSVs (S3) → PySpark cleaning and features → partitioned Parquet (S3).
+
+A thin DAG: every decision lives in the nexgen_etl package. Nothing here reads a Variable, a Connection or the
+network at parse time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+from nexgen_etl.airflow_support import NexgenSparkSubmitOperator
+
+DEFAULT_ARGS = {
+    "owner": "nexgen",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+}
+
+
+@dag(
+    dag_id="nexgen_etl_pipeline",
+    schedule="@hourly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["nexgen", "etl", "spark", "s3"],
+    doc_md=__doc__,
+)
+def nexgen_etl_pipeline():
+    @task.short_circuit
+    def discover_files() -> dict | bool:
+        """List the raw bucket; the objects above the watermark, or False (skip the rest) when nothing is new."""
+        from nexgen_etl.airflow_support import airflow_pipeline
+
+        found, wm = airflow_pipeline().discover()
+        if not found.new:
+            mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
+            print(f"No new files above the watermark {mark}; nothing to do.")
+            return False
+        return {"objects": [o.to_dict() for o in found.new], "state_version": wm.version,
+                "deferred": found.deferred}
+
+    @task
+    def extract(discovered: dict) -> dict:
+        """Validate and freeze the batch: the exact object versions it owns."""
+        from nexgen_etl.airflow_support import airflow_pipeline
+        from nexgen_etl.storage import ObjectInfo
+
+        plan = airflow_pipeline().extract([ObjectInfo.from_dict(o) for o in discovered["objects"]],
+                                          discovered["state_version"])
+        return {"batch_id": plan.batch_id, "files": len(plan.objects), "bytes": plan.total_bytes}
+
+    transform = NexgenSparkSubmitOperator(task_id="transform", conn_id="spark_default", name="nexgen-etl-transform")
+
+    @task
+    def load(batch: dict) -> dict:
+        """Publish the staged output and the manifest (all at once, never twice)."""
+        from nexgen_etl.airflow_support import airflow_pipeline
+
+        p = airflow_pipeline()
+        manifest = p.load(p.read_plan(batch["batch_id"]))
+        return {"batch_id": batch["batch_id"], "publish": manifest["publish"], "totals": manifest.get("totals")}
+
+    @task
+    def commit(batch: dict, loaded: dict) -> dict:
+        """Advance the watermark Variable (compare-and-set), only after load succeeded."""
+        from nexgen_etl.airflow_support import airflow_pipeline
+
+        p = airflow_pipeline()
+        wm = p.commit(p.read_plan(batch["batch_id"]), loaded)
+        return {"batch_id": batch["batch_id"], "state_version": wm.version}
+
+    batch = extract(discover_files())
+    loaded = load(batch)
+    batch >> transform >> loaded
+    commit(batch, loaded)
+
+
+nexgen_etl_pipeline()

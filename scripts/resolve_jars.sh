@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Resolve hadoop-aws at exactly the Hadoop version of the hadoop-client jars inside the installed PySpark,
+# plus the AWS SDK artifacts that version declares, from Maven Central with Maven, into jars/lib (git-ignored).
+# Cached: does nothing when jars/lib already matches. Usage: scripts/resolve_jars.sh [python]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${1:-.venv/bin/python}"
+OUT="${NEXGEN_JARS_DIR:-jars/lib}"
+HADOOP_VERSION="$("$PY" - <<'PYEOF'
+import glob, os, re, pyspark
+jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar"))
+m = [re.search(r"hadoop-client-api-(.+)\.jar$", j).group(1) for j in jars]
+if len(m) != 1:
+    raise SystemExit(f"expected exactly one hadoop-client-api jar in pyspark, found {m}")
+print(m[0])
+PYEOF
+)"
+STAMP="$OUT/.hadoop-version"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HADOOP_VERSION" ] && ls "$OUT"/hadoop-aws-"$HADOOP_VERSION".jar >/dev/null 2>&1; then
+  echo "jars: hadoop-aws $HADOOP_VERSION already in $OUT"
+  exit 0
+fi
+command -v mvn >/dev/null || { echo "jars: Maven (mvn) is needed: run scripts/setup_system.sh" >&2; exit 1; }
+rm -rf "$OUT" && mkdir -p "$OUT"
+echo "jars: resolving org.apache.hadoop:hadoop-aws:$HADOOP_VERSION and its AWS SDK with Maven"
+mvn -B -q -f jars/pom.xml dependency:copy-dependencies \
+  -Dhadoop.version="$HADOOP_VERSION" -DincludeScope=runtime -DoutputDirectory="$(pwd)/$OUT"
+echo "$HADOOP_VERSION" > "$STAMP"
+ls -1 "$OUT"

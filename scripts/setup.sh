@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) setup on a fresh Debian machine: system packages (JDK, Maven) with apt when they are
+# missing, uv, the pinned virtualenv (.venv from uv.lock), and the S3A jars (jars/lib, via Maven).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+UV_VERSION="0.13.8"
+
+need_apt=()
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v ps >/dev/null 2>&1 || need_apt+=(procps)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "setup: installing system packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, found {sys.version}"'
+if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]; then
+  echo "setup: installing uv $UV_VERSION"
+  "$PY" -m pip install -q "uv==$UV_VERSION"
+fi
+UV="$(command -v uv || echo "$("$PY" -m site --user-base)/bin/uv")"
+"$UV" sync --frozen --extra dev --python "$PY" -q
+scripts/resolve_jars.sh .venv/bin/python
+echo "setup: ready (.venv, jars/lib)"

@@ -1,0 +1,121 @@
+"""Airflow-side doors into the pipeline: the Variable state store, settings from Connections, the Spark operator.
+
+Imported only inside task code (never at DAG parse time), so parsing the DAG touches no Variable or network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.state import StaleStateError, Watermark
+
+STATE_VARIABLE = "nexgen_etl_state"
+AWS_CONN_ID = "aws_default"
+
+
+class VariableStateStore:
+    """The watermark as versioned JSON in an Airflow Variable, written with a version check."""
+
+    def __init__(self, key: str = STATE_VARIABLE) -> None:
+        self.key = key
+
+    def read(self) -> Watermark:
+        from airflow.sdk import Variable
+
+        return Watermark.from_json(Variable.get(self.key, default=None))
+
+    def compare_and_set(self, expected_version: int, new: Watermark) -> None:
+        from airflow.sdk import Variable
+
+        current = self.read()
+        if current.version != expected_version:
+            raise StaleStateError(f"Variable {self.key} is at version {current.version}, expected {expected_version}")
+        Variable.set(self.key, new.to_json(), description="NexGen ETL watermark (written only by the commit task)")
+
+
+def aws_hook(conn_id: str = AWS_CONN_ID):
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+
+
+def credentials_from_connection(conn_id: str = AWS_CONN_ID) -> AwsCredentials:
+    """Credentials of the Airflow Connection (one clear error naming it when they are missing)."""
+    try:
+        creds = aws_hook(conn_id).get_credentials()
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"AWS connection {conn_id!r}: cannot get credentials ({type(exc).__name__})") from None
+    if not creds or not creds.access_key or not creds.secret_key:
+        raise RuntimeError(f"AWS connection {conn_id!r} has no access key / secret key")
+    return AwsCredentials(creds.access_key, Secret(creds.secret_key), Secret(creds.token) if creds.token else None)
+
+
+def settings_from_airflow(conn_id: str = AWS_CONN_ID) -> Settings:
+    """Settings from the environment, with the S3 endpoint and region of the Airflow Connection and the
+    locations from the Variables nexgen_raw_url / nexgen_output_url when they are set."""
+    from airflow.sdk import Variable
+
+    hook = aws_hook(conn_id)
+    base = Settings.from_env()
+    endpoint = hook.conn_config.endpoint_url or base.s3.endpoint_url
+    s3 = S3Settings(endpoint_url=endpoint, region=hook.conn_region_name or base.s3.region,
+                    path_style=bool(endpoint) or base.s3.path_style)
+    return dataclasses.replace(
+        base, s3=s3,
+        raw_url=Variable.get("nexgen_raw_url", default=None) or base.raw_url,
+        output_url=Variable.get("nexgen_output_url", default=None) or base.output_url,
+        contract_path=Variable.get("nexgen_contract", default=None) or base.contract_path,
+    )
+
+
+def airflow_pipeline(conn_id: str = AWS_CONN_ID):
+    from nexgen_etl.contract import load_contract
+    from nexgen_etl.pipeline import Pipeline
+    from nexgen_etl.storage import S3Store, open_store
+
+    settings = settings_from_airflow(conn_id)
+    factory = lambda: aws_hook(conn_id).get_conn()  # noqa: E731
+    return Pipeline(settings=settings, contract=load_contract(settings.contract_path),
+                    raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
+                    state=VariableStateStore())
+
+
+class NexgenSparkSubmitOperator(SparkSubmitOperator):
+    """SparkSubmitOperator for the transform of the batch that `extract` froze.
+
+    Everything is decided at run time: conf (S3A endpoint, region, path style) and jars from the same SubmitSpec
+    the CLI uses, and the AWS credentials of `aws_conn_id` put into the spark-submit process environment only
+    (not into templated fields, so they never appear in rendered templates, argv or XCom).
+    """
+
+    def __init__(self, *, aws_conn_id: str = AWS_CONN_ID, extract_task_id: str = "extract", **kwargs) -> None:
+        kwargs.setdefault("application", "")
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+        self.extract_task_id = extract_task_id
+
+    def execute(self, context):
+        from nexgen_etl.spark_submit import submit_spec
+
+        batch = context["ti"].xcom_pull(task_ids=self.extract_task_id)
+        pipeline = airflow_pipeline(self.aws_conn_id)
+        spec = submit_spec(pipeline.settings)
+        self.application = spec.application
+        self.application_args = ["--plan", pipeline.plan_uri(batch["batch_id"])]
+        self.conf = {**spec.conf, **(self.conf or {})}
+        self.jars = ",".join(spec.jars)
+        self._driver_memory = spec.driver_memory
+        self._hook = None
+        master = self._get_hook()._connection["master"]
+        self.env_vars = dict(spec.env)
+        if master.startswith(("local", "spark://")):
+            self.env_vars.update(credentials_from_connection(self.aws_conn_id).as_env())
+        else:
+            # On YARN/Kubernetes the provider would turn env_vars into --conf flags (visible in argv and the
+            # Spark UI), so credentials must come from the cluster's own identity (instance profile, IRSA).
+            self.log.info("master %s: AWS credentials come from the cluster's IAM identity, not env_vars", master)
+        self._hook = None
+        return super().execute(context)

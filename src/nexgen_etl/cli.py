@@ -1,0 +1,173 @@
+"""`nexgen-etl`: the command-line door into the pipeline (generate, run, status, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
+
+from nexgen_etl.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret, Settings
+
+log = logging.getLogger("nexgen_etl")
+
+
+def _settings(args) -> Settings:
+    s = Settings.from_env(raw_url=getattr(args, "raw", None), output_url=getattr(args, "output", None),
+                          state_url=getattr(args, "state", None), contract_path=getattr(args, "contract", None),
+                          spark_master=getattr(args, "master", None))
+    if getattr(args, "endpoint", None):
+        s = dataclasses.replace(s, s3=S3Settings(endpoint_url=args.endpoint, region=s.s3.region, path_style=True))
+    return s
+
+
+def _credentials() -> AwsCredentials | None:
+    """From boto3's default chain (environment, profile, instance role)."""
+    import boto3
+
+    creds = boto3.session.Session().get_credentials()
+    if creds is None:
+        return None
+    f = creds.get_frozen_credentials()
+    return AwsCredentials(f.access_key, Secret(f.secret_key), Secret(f.token) if f.token else None)
+
+
+def _state_store(settings: Settings, credentials):
+    from nexgen_etl.state import FileStateStore, ObjectStateStore
+    from nexgen_etl.storage import S3Store, s3_client
+
+    u = urlparse(settings.state_url)
+    if u.scheme in {"s3", "s3a"}:
+        return ObjectStateStore(S3Store(u.netloc, "", s3_client(settings.s3, credentials)), u.path.lstrip("/"))
+    return FileStateStore(settings.state_url)
+
+
+def cmd_generate(args) -> int:
+    from nexgen_etl.sample import SampleSpec, generate
+
+    spec = SampleSpec(stores=args.stores, skus=args.skus, days=args.days, start=date.fromisoformat(args.start),
+                      seed=args.seed, dirt=args.dirt, days_per_file=args.days_per_file, gzip=args.gzip)
+    files = generate(args.out, spec)
+    total = sum(f.stat().st_size for f in files)
+    print(f"wrote {len(files)} files, {total / 1e6:.1f} MB, under {args.out}")
+    if args.upload:
+        settings = _settings(args)
+        from nexgen_etl.storage import open_store, s3_client
+
+        store = open_store(args.upload, lambda: s3_client(settings.s3, _credentials()))
+        for i, f in enumerate(files, 1):
+            store.upload_file(f, f.relative_to(args.out).as_posix())
+            if i % 50 == 0 or i == len(files):
+                print(f"uploaded {i}/{len(files)} files to {store.url}", flush=True)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from nexgen_etl.pipeline import build_pipeline
+
+    settings = _settings(args)
+    creds = _credentials()
+    pipeline = build_pipeline(settings, _state_store(settings, creds), creds)
+    result = pipeline.run_once(creds)
+    while args.until_empty and result["status"] == "committed" and result.get("deferred"):
+        result = pipeline.run_once(creds)
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from nexgen_etl.publish import read_catalog
+    from nexgen_etl.storage import open_store, s3_client
+
+    settings = _settings(args)
+    creds = _credentials()
+    wm = _state_store(settings, creds).read()
+    out = open_store(settings.output_url, lambda: s3_client(settings.s3, creds))
+    cat = read_catalog(out)
+    print(f"state:      {settings.state_url} (version {wm.version})")
+    print(f"watermark:  {wm.last_modified.isoformat() if wm.last_modified else '-'} {wm.key or ''}")
+    print(f"band:       {len(wm.band)} keys within {wm.band_seconds}s of the mark")
+    print(f"catalog:    {out.url}_catalog.json v{cat.version}, {len(cat.partitions('features'))} feature partitions, "
+          f"{len(cat.sources)} source files")
+    print("recent batches:")
+    for b in wm.recent_batches[-args.last:]:
+        print(f"  {b['batch_id']}  files={b.get('files')} read={b.get('rows_read')} out={b.get('rows_out')} "
+              f"quarantined={b.get('rows_quarantined')} dups={b.get('duplicates_exact', 0) + b.get('duplicates_key', 0)}"
+              f"  at {b.get('committed_at')}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from nexgen_etl.demo import run_demo
+
+    return run_demo(airflow=not args.no_airflow, keep=args.keep, days=args.days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nexgen-etl", description=__doc__)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def locations(p):
+        p.add_argument("--raw", help="raw CSV location: s3://bucket/prefix or a local folder (env NEXGEN_RAW_URL)")
+        p.add_argument("--output", help="output location: s3://bucket/prefix or a local folder (NEXGEN_OUTPUT_URL)")
+        p.add_argument("--state", help="watermark state: a local JSON file or s3://bucket/key (NEXGEN_STATE_URL)")
+        p.add_argument("--endpoint", help="S3-compatible endpoint URL, e.g. http://127.0.0.1:5000 (NEXGEN_S3_ENDPOINT)")
+        p.add_argument("--contract", help="dataset contract YAML (NEXGEN_CONTRACT; default: NexGen sales)")
+
+    g = sub.add_parser("generate", help="write deterministic sample sales CSVs (dirt included)")
+    g.add_argument("--out", required=True, help="local folder to write into")
+    g.add_argument("--stores", type=int, default=5)
+    g.add_argument("--skus", type=int, default=20)
+    g.add_argument("--days", type=int, default=60)
+    g.add_argument("--start", default="2024-01-01")
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--dirt", type=float, default=0.02, help="share of rows made dirty (0 for clean data)")
+    g.add_argument("--days-per-file", type=int, default=1)
+    g.add_argument("--gzip", action="store_true")
+    g.add_argument("--upload", help="also upload to this s3:// location (keys relative to --out)")
+    g.add_argument("--endpoint")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="one pass discover → extract → transform → load → commit, outside Airflow")
+    locations(r)
+    r.add_argument("--master", help="Spark master: local[2], spark://host:7077, yarn, k8s://… (NEXGEN_SPARK_MASTER)")
+    r.add_argument("--until-empty", action="store_true", help="repeat while the batch cap deferred files")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", help="watermark, catalog and recent batches")
+    locations(s)
+    s.add_argument("--last", type=int, default=10)
+    s.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("demo", help="the whole pipeline on a local S3 endpoint with sample data, under Airflow")
+    d.add_argument("--no-airflow", action="store_true", help="run the steps with `run` instead of Airflow")
+    d.add_argument("--keep", action="store_true", help="keep the demo folder (.nexgen/demo) afterwards")
+    d.add_argument("--days", type=int, default=35, help="days of sample data in the first drop")
+    d.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - one clear line for the user, the trace with -v
+        if args.verbose:
+            raise
+        print(f"nexgen-etl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

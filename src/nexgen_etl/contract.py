@@ -1,0 +1,312 @@
+"""The dataset contract: a typed, validated description of one CSV source (no I/O beyond reading the YAML)."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+COLUMN_TYPES = {"string", "int", "long", "double", "date", "timestamp", "boolean"}
+PERIODS = {"day": 1, "hour": 1}
+ROLLUPS = {"sum", "mean", "last", "count", "max", "min"}
+CASES = {"upper", "lower", None}
+DUPLICATE_POLICIES = {"last"}
+MISSING_PERIOD_POLICIES = {"leave"}
+ROLLING_STATS = {"mean", "std", "min", "max"}
+
+DEFAULT_CONTRACT = Path(__file__).with_name("contracts") / "nexgen_sales.yaml"
+
+
+class ContractError(ValueError):
+    """A contract that cannot be used; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class Source:
+    prefix: str = ""
+    patterns: tuple[str, ...] = ("*.csv", "*.csv.gz")
+
+    def matches(self, key: str) -> bool:
+        if not key.startswith(self.prefix) or key.endswith("/"):
+            return False
+        name = key.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatch(name, p) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = '"'
+    encoding: str = "UTF-8"
+    header: bool = True
+    multiline: bool = False
+    null_values: tuple[str, ...] = ("",)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    source: str | None = None  # raw header name, when it differs (a rename)
+    formats: tuple[str, ...] = ()
+    required: bool = False
+    trim: bool = True
+    case: str | None = None
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[Any, ...] | None = None
+    default: Any = None
+    rollup: str = "last"
+
+    @property
+    def raw_name(self) -> str:
+        return self.source or self.name
+
+
+@dataclass(frozen=True)
+class Features:
+    lags: tuple[int, ...] = (1, 7)
+    rolling_windows: tuple[int, ...] = (7,)
+    rolling_stats: tuple[str, ...] = ("mean", "std", "min", "max")
+    calendar: bool = True
+    price: bool = True
+
+    @property
+    def lookback(self) -> int:
+        """How many periods before t any feature at t reads."""
+        return max((*self.lags, *self.rolling_windows, 1))
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    columns: tuple[Column, ...]
+    time_column: str
+    period: str
+    keys: tuple[str, ...]
+    target: str
+    source: Source = field(default_factory=Source)
+    csv: CsvDialect = field(default_factory=CsvDialect)
+    price_column: str | None = None
+    flags: tuple[str, ...] = ()
+    duplicate_policy: str = "last"
+    missing_periods: str = "leave"
+    features: Features = field(default_factory=Features)
+    max_batch_files: int = 1000
+    max_batch_bytes: int = 10 * 1024**3
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (lists, not tuples), as frozen into a batch plan."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _require(d: dict, key: str, where: str) -> Any:
+    if key not in d or d[key] is None:
+        raise ContractError(f"{where}.{key}: required field is missing")
+    return d[key]
+
+
+def _check_keys(d: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ContractError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _tuple(v: Any) -> tuple:
+    if v is None:
+        return ()
+    if isinstance(v, (list, tuple)):
+        return tuple(v)
+    return (v,)
+
+
+def _parse_column(i: int, raw: Any) -> Column:
+    where = f"columns[{i}]"
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: must be a mapping, got {type(raw).__name__}")
+    _check_keys(raw, {f for f in Column.__dataclass_fields__}, where)
+    name = _require(raw, "name", where)
+    where = f"columns[{i}] ({name})"
+    ctype = _require(raw, "type", where)
+    if ctype not in COLUMN_TYPES:
+        raise ContractError(f"{where}.type: {ctype!r} is not one of {sorted(COLUMN_TYPES)}")
+    formats = _tuple(raw.get("formats"))
+    if ctype in {"date", "timestamp"} and not formats:
+        raise ContractError(f"{where}.formats: a {ctype} column needs at least one accepted format")
+    case = raw.get("case")
+    if case not in CASES:
+        raise ContractError(f"{where}.case: {case!r} is not one of upper, lower")
+    rollup = raw.get("rollup", "last")
+    if rollup not in ROLLUPS:
+        raise ContractError(f"{where}.rollup: {rollup!r} is not one of {sorted(ROLLUPS)}")
+    for bound in ("min", "max"):
+        if raw.get(bound) is not None and not isinstance(raw[bound], (int, float)):
+            raise ContractError(f"{where}.{bound}: must be a number")
+    allowed = raw.get("allowed")
+    return Column(
+        name=name,
+        type=ctype,
+        source=raw.get("source"),
+        formats=formats,
+        required=bool(raw.get("required", False)),
+        trim=bool(raw.get("trim", True)),
+        case=case,
+        min=raw.get("min"),
+        max=raw.get("max"),
+        allowed=tuple(allowed) if allowed is not None else None,
+        default=raw.get("default"),
+        rollup=rollup,
+    )
+
+
+def parse_contract(data: dict[str, Any]) -> Contract:
+    """Build a Contract from plain data, raising ContractError naming the bad field."""
+    if not isinstance(data, dict):
+        raise ContractError("contract: must be a mapping")
+    _check_keys(
+        data,
+        {"name", "source", "csv", "columns", "time", "keys", "target", "price", "flags",
+         "duplicates", "missing_periods", "features", "limits"},
+        "contract",
+    )
+    name = _require(data, "name", "contract")
+    raw_cols = _require(data, "columns", "contract")
+    if not isinstance(raw_cols, list) or not raw_cols:
+        raise ContractError("contract.columns: must be a non-empty list")
+    columns = tuple(_parse_column(i, c) for i, c in enumerate(raw_cols))
+    names = [c.name for c in columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ContractError(f"contract.columns: duplicate column name(s) {dupes}")
+
+    def known(col: str, where: str) -> str:
+        if col not in names:
+            raise ContractError(f"{where}: {col!r} is not a declared column (declared: {names})")
+        return col
+
+    time = _require(data, "time", "contract")
+    _check_keys(time, {"column", "period"}, "time")
+    time_column = known(_require(time, "column", "time"), "time.column")
+    if columns[names.index(time_column)].type not in {"date", "timestamp"}:
+        raise ContractError("time.column: must be a date or timestamp column")
+    period = time.get("period", "day")
+    if period not in PERIODS:
+        raise ContractError(f"time.period: {period!r} is not one of {sorted(PERIODS)}")
+    keys = _tuple(_require(data, "keys", "contract"))
+    if not keys:
+        raise ContractError("contract.keys: at least one entity key column is required")
+    for k in keys:
+        known(k, "contract.keys")
+    target = known(_require(data, "target", "contract"), "contract.target")
+    if columns[names.index(target)].type not in {"int", "long", "double"}:
+        raise ContractError("contract.target: must be a numeric column")
+    price = data.get("price")
+    if price is not None:
+        known(price, "contract.price")
+    flags = _tuple(data.get("flags"))
+    for f in flags:
+        known(f, "contract.flags")
+
+    src = data.get("source") or {}
+    _check_keys(src, {"prefix", "patterns"}, "source")
+    source = Source(prefix=src.get("prefix", ""), patterns=_tuple(src.get("patterns")) or Source.patterns)
+
+    csv_raw = data.get("csv") or {}
+    _check_keys(csv_raw, set(CsvDialect.__dataclass_fields__), "csv")
+    csv = CsvDialect(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in csv_raw.items()})
+    if len(csv.delimiter) != 1:
+        raise ContractError("csv.delimiter: must be a single character")
+
+    dup = data.get("duplicates") or {}
+    _check_keys(dup, {"policy"}, "duplicates")
+    policy = dup.get("policy", "last")
+    if policy not in DUPLICATE_POLICIES:
+        raise ContractError(f"duplicates.policy: {policy!r} is not one of {sorted(DUPLICATE_POLICIES)}")
+    missing = data.get("missing_periods", "leave")
+    if missing not in MISSING_PERIOD_POLICIES:
+        raise ContractError(f"missing_periods: {missing!r} is not one of {sorted(MISSING_PERIOD_POLICIES)}")
+
+    feat = data.get("features") or {}
+    _check_keys(feat, {"lags", "rolling", "calendar", "price"}, "features")
+    rolling = feat.get("rolling") or {}
+    _check_keys(rolling, {"windows", "stats"}, "features.rolling")
+    features = Features(
+        lags=_tuple(feat.get("lags", Features.lags)),
+        rolling_windows=_tuple(rolling.get("windows", Features.rolling_windows)),
+        rolling_stats=_tuple(rolling.get("stats", Features.rolling_stats)),
+        calendar=bool(feat.get("calendar", True)),
+        price=bool(feat.get("price", price is not None)),
+    )
+    for where, values in (("features.lags", features.lags), ("features.rolling.windows", features.rolling_windows)):
+        if any(not isinstance(v, int) or v < 1 for v in values):
+            raise ContractError(f"{where}: must be positive integers, got {list(values)}")
+    bad_stats = sorted(set(features.rolling_stats) - ROLLING_STATS)
+    if bad_stats:
+        raise ContractError(f"features.rolling.stats: unknown stat(s) {bad_stats}; allowed: {sorted(ROLLING_STATS)}")
+    if features.price and price is None:
+        raise ContractError("features.price: price features need contract.price to name a column")
+
+    limits = data.get("limits") or {}
+    _check_keys(limits, {"max_batch_files", "max_batch_bytes"}, "limits")
+    return Contract(
+        name=name,
+        columns=columns,
+        time_column=time_column,
+        period=period,
+        keys=keys,
+        target=target,
+        source=source,
+        csv=csv,
+        price_column=price,
+        flags=flags,
+        duplicate_policy=policy,
+        missing_periods=missing,
+        features=features,
+        max_batch_files=int(limits.get("max_batch_files", 1000)),
+        max_batch_bytes=int(limits.get("max_batch_bytes", 10 * 1024**3)),
+    )
+
+
+def load_contract(path: str | Path | None = None) -> Contract:
+    """Load and validate a contract YAML file (the NexGen sales contract by default)."""
+    path = Path(path) if path else DEFAULT_CONTRACT
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return parse_contract(data)
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from None
+
+
+def contract_from_dict(data: dict[str, Any]) -> Contract:
+    """Rebuild a Contract from Contract.to_dict() output (as frozen into a batch plan)."""
+    d = dict(data)
+    d["columns"] = tuple(Column(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()})
+                         for c in d["columns"])
+    d["source"] = Source(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["source"].items()})
+    d["csv"] = CsvDialect(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["csv"].items()})
+    d["features"] = Features(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["features"].items()})
+    for k in ("keys", "flags"):
+        d[k] = tuple(d[k])
+    return Contract(**d)

@@ -1,0 +1,98 @@
+"""Which raw objects are new or changed, given a listing and the watermark: a frozen batch plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from nexgen_etl.contract import Contract
+from nexgen_etl.state import Watermark
+from nexgen_etl.storage import ObjectInfo
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a listing held: the new objects (capped, oldest first) and what was left out and why."""
+
+    new: list[ObjectInfo]
+    listed: int
+    ignored: list[str] = field(default_factory=list)  # keys that are not source files (wrong pattern, folder markers)
+    deferred: int = 0  # new objects left for a later batch by the batch cap
+
+
+def discover_new_objects(listing: Iterable[ObjectInfo], watermark: Watermark, contract: Contract) -> Discovery:
+    """Objects above the watermark (or changed inside its band), oldest first, within the contract's batch cap."""
+    listed = 0
+    ignored: list[str] = []
+    candidates: list[ObjectInfo] = []
+    for obj in listing:
+        listed += 1
+        if not contract.source.matches(obj.key):
+            ignored.append(obj.key)
+            continue
+        if watermark.is_new(obj):
+            candidates.append(obj)
+    candidates.sort()
+    chosen: list[ObjectInfo] = []
+    total = 0
+    for obj in candidates:
+        if chosen and (len(chosen) >= contract.max_batch_files or total + obj.size > contract.max_batch_bytes):
+            break
+        chosen.append(obj)
+        total += obj.size
+    return Discovery(new=chosen, listed=listed, ignored=ignored, deferred=len(candidates) - len(chosen))
+
+
+def batch_id_for(objects: list[ObjectInfo]) -> str:
+    """A deterministic id: the same object versions always make the same batch."""
+    digest = hashlib.sha256("\n".join(f"{o.key}\0{o.etag}" for o in sorted(objects, key=lambda o: o.key)).encode())
+    newest = max(o.last_modified for o in objects).astimezone(timezone.utc)
+    return f"b{newest:%Y%m%dT%H%M%S}-{digest.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Exactly which object versions a batch owns, with the contract frozen beside them."""
+
+    batch_id: str
+    objects: list[ObjectInfo]
+    raw_url: str
+    output_url: str
+    contract: dict
+    base_state_version: int
+    created_at: str
+    headers: dict[str, list[str]] = field(default_factory=dict)  # key -> header, for files Spark will read
+    rejected: dict[str, dict] = field(default_factory=dict)  # key -> {reason, detail}: quarantined whole files
+
+    @classmethod
+    def build(cls, objects: list[ObjectInfo], raw_url: str, output_url: str, contract: Contract,
+              base_state_version: int, headers: dict[str, list[str]] | None = None,
+              rejected: dict[str, dict] | None = None) -> "BatchPlan":
+        if not objects:
+            raise ValueError("a batch plan needs at least one object")
+        return cls(batch_id=batch_id_for(objects), objects=sorted(objects), raw_url=raw_url, output_url=output_url,
+                   contract=contract.to_dict(), base_state_version=base_state_version,
+                   created_at=datetime.now(timezone.utc).isoformat(), headers=headers or {},
+                   rejected=rejected or {})
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    def to_json(self) -> str:
+        return json.dumps({"batch_id": self.batch_id, "objects": [o.to_dict() for o in self.objects],
+                           "raw_url": self.raw_url, "output_url": self.output_url, "contract": self.contract,
+                           "base_state_version": self.base_state_version, "created_at": self.created_at,
+                           "headers": self.headers, "rejected": self.rejected},
+                          indent=1, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "BatchPlan":
+        d = json.loads(text)
+        return cls(batch_id=d["batch_id"], objects=[ObjectInfo.from_dict(o) for o in d["objects"]],
+                   raw_url=d["raw_url"], output_url=d["output_url"], contract=d["contract"],
+                   base_state_version=int(d["base_state_version"]), created_at=d["created_at"],
+                   headers=d.get("headers", {}), rejected=d.get("rejected", {}))

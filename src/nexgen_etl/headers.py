@@ -1,0 +1,53 @@
+"""Header inspection of raw files before Spark reads them: one ranged GET per file, decided at extract time."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zlib
+
+from nexgen_etl.contract import Contract
+
+HEAD_BYTES = 64 * 1024
+
+
+def first_line(data: bytes, gz: bool) -> bytes | None:
+    """The first line of a file from its first bytes (decompressing a gzip prefix). None when empty."""
+    if gz:
+        try:
+            data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+        except zlib.error as exc:
+            raise ValueError(f"corrupt gzip: {exc}") from None
+    if not data.strip(b"\r\n"):
+        return None
+    return data.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def inspect_header(data: bytes, key: str, contract: Contract) -> tuple[list[str] | None, dict | None]:
+    """(header, None) when the file can be read as the contract says, else (None, {reason, detail})."""
+    try:
+        line = first_line(data, key.endswith(".gz"))
+    except ValueError as exc:
+        return None, {"reason": "corrupt_compression", "detail": str(exc)}
+    if line is None:
+        return None, {"reason": "empty_file", "detail": "0 bytes or no header line"}
+    if b"\x00" in line:
+        return None, {"reason": "binary_file", "detail": "NUL bytes in the first line"}
+    try:
+        text = line.decode(contract.csv.encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        return None, {"reason": "undecodable_header", "detail": f"{contract.csv.encoding}: {exc}"}
+    text = text.lstrip("\ufeff")
+    if not contract.csv.header:
+        return [c.raw_name for c in contract.columns], None
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=contract.csv.delimiter,
+                                                 quotechar=contract.csv.quote))]
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        return None, {"reason": "duplicate_header", "detail": f"repeated column name(s) {dup}"}
+    required = [c.raw_name for c in contract.columns if c.required]
+    missing = [r for r in required if r not in header]
+    if missing:
+        return None, {"reason": "missing_columns",
+                      "detail": f"missing required {missing}; header has {header[:20]}"}
+    return header, None

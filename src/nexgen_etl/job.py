@@ -1,0 +1,263 @@
+"""The spark-submit entry: read a frozen batch plan, clean and build features, write the batch's staging output.
+
+Reads and writes through Hadoop paths (s3a:// or file://) only; credentials come from the process environment.
+Publishing the staged output is the `load` step's job (nexgen_etl.publish), not this one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from nexgen_etl.catalog import CATALOG_KEY, PARTITION_OF, STAGING_PREFIX, Catalog
+from nexgen_etl.contract import Contract, contract_from_dict
+from nexgen_etl.discovery import BatchPlan
+from nexgen_etl.sparkio import HadoopFS, read_csv_group
+from nexgen_etl.transform import clean, features
+from nexgen_etl.transform.features import PARTITION_COLUMN
+
+RESULT_NAME = "_result.json"
+
+
+def output_uri(output_url: str, key: str) -> str:
+    """Spark URI of a key under the output location (s3:// → s3a://, local path → file://)."""
+    from nexgen_etl.storage import open_store
+
+    if output_url.startswith(("s3://", "s3a://")):
+        return "s3a://" + output_url.split("://", 1)[1].rstrip("/") + "/" + key
+    return open_store(output_url).spark_uri(key)
+
+
+def raw_uri(raw_url: str, key: str) -> str:
+    return output_uri(raw_url, key)
+
+
+def lookback_days(contract: Contract) -> int:
+    lb = contract.features.lookback
+    return lb if contract.period == "day" else -(-lb // 24)
+
+
+class BatchJob:
+    """One batch: everything between the frozen plan and the staged output + result file."""
+
+    def __init__(self, spark: SparkSession, plan: BatchPlan) -> None:
+        self.spark = spark
+        self.plan = plan
+        self.contract = contract_from_dict(plan.contract)
+        self.fs = HadoopFS(spark)
+        self.timings: dict[str, float] = {}
+        self.staging = f"{STAGING_PREFIX}{plan.batch_id}/"
+
+    def uri(self, key: str) -> str:
+        return output_uri(self.plan.output_url, key)
+
+    def _timed(self, name: str, t0: float) -> float:
+        now = time.monotonic()
+        self.timings[name] = round(now - t0, 3)
+        return now
+
+    def read_raw(self) -> DataFrame | None:
+        """All readable plan files as string rows with their source columns, grouped by header so that columns
+        are matched by name (reordered or extra columns are fine). Whole-file rejects were decided at extract."""
+        c = self.contract
+        expected = [col.raw_name for col in c.columns]
+        groups: dict[tuple[str, ...], list] = {}
+        for obj in self.plan.objects:
+            if obj.key in self.plan.headers:
+                groups.setdefault(tuple(self.plan.headers[obj.key]), []).append(obj)
+        frames = []
+        plan_rows = []
+        for header, members in groups.items():
+            uris = [raw_uri(self.plan.raw_url, o.key) for o in members]
+            df = read_csv_group(self.spark, uris, c, list(header))
+            for name in expected:
+                if name not in df.columns:
+                    df = df.withColumn(name, F.lit(None).cast("string"))
+            frames.append(df.select(*expected, clean.CORRUPT, "_source_path"))
+            plan_rows += [(self.fs.qualified(u), o.key, o.etag, o.last_modified.isoformat())
+                          for u, o in zip(uris, members)]
+        if not frames:
+            return None
+        raw = frames[0]
+        for f in frames[1:]:
+            raw = raw.unionByName(f)
+        # map each file's path (as input_file_name() reports it) to its plan entry: literal maps, no join and
+        # no Python workers
+        def lookup(i: int):
+            pairs = [F.lit(x) for row in plan_rows for x in (row[0], row[i])]
+            return F.element_at(F.create_map(*pairs), F.col("_source_path"))
+
+        raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
+        return raw.select(*expected, clean.CORRUPT, "_row_id", lookup(1).alias("_source_key"),
+                          lookup(2).alias("_source_etag"), F.to_timestamp(lookup(3)).alias("_source_lm"))
+
+    def read_clean_history(self, catalog: Catalog, lo: date, hi: date) -> DataFrame | None:
+        parts = [p for p in catalog.partitions("clean") if lo.isoformat() <= p <= hi.isoformat()]
+        files = catalog.files("clean", parts)
+        if not files:
+            return None
+        return self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+
+    def write(self, df: DataFrame, dataset: str) -> None:
+        part = PARTITION_OF[dataset]
+        (df.repartition(part).write.mode("overwrite").option("compression", "snappy")
+         .partitionBy(part).parquet(self.uri(f"{self.staging}{dataset}")))
+
+    def run(self) -> dict:
+        t0 = time.monotonic()
+        c = self.contract
+        catalog = Catalog.from_json(self.fs.read_text(self.uri(CATALOG_KEY)))
+        if self.plan.batch_id in catalog.batches:
+            return {"batch_id": self.plan.batch_id, "status": "already_published"}
+        raw = self.read_raw()
+        batch_keys = [o.key for o in self.plan.objects]
+        in_batch = F.col("_source_key").isin(batch_keys)
+        schemas: dict[str, str] = {}
+        fates: list[DataFrame] = []
+        source_ranges: dict[str, dict] = {}
+        new_dates: set[str] = set()
+        parsed = batch_clean = None
+        if raw is not None:
+            parsed = clean.parse_rows(raw, c).persist(StorageLevel.MEMORY_AND_DISK)
+            valid = clean.mark_exact_duplicates(clean.valid_rows(parsed), c)
+            batch_clean = (valid.where(~F.col("_exact_dup")).drop("_exact_dup")
+                           .withColumn(PARTITION_COLUMN,
+                                       F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd"))
+                           ).persist(StorageLevel.MEMORY_AND_DISK)
+            for r in batch_clean.groupBy("_source_key", PARTITION_COLUMN).count().collect():
+                new_dates.add(r[PARTITION_COLUMN])
+                rng = source_ranges.setdefault(r["_source_key"], {"min": r[PARTITION_COLUMN], "max": r[PARTITION_COLUMN]})
+                rng["min"], rng["max"] = min(rng["min"], r[PARTITION_COLUMN]), max(rng["max"], r[PARTITION_COLUMN])
+            quarantine = clean.quarantine_rows(parsed).withColumn("source_id", F.substring(F.sha1("_source_key"), 1, 16))
+            self.write(quarantine, "quarantine")
+            schemas["quarantine"] = quarantine.schema.json()
+            fates.append(parsed.groupBy("_source_key").count().withColumn("fate", F.lit("rows_read")))
+            fates.append(parsed.where(F.size(clean.REASONS) > 0)
+                         .groupBy("_source_key", F.concat(F.lit("q:"), F.col(clean.REASONS)[0]).alias("fate"))
+                         .count().select("_source_key", "count", "fate"))
+            fates.append(valid.where(F.col("_exact_dup")).groupBy("_source_key").count()
+                         .withColumn("fate", F.lit("duplicates_exact")))
+        t0 = self._timed("parse_and_quarantine", t0)
+
+        # Dates an earlier version of these files contributed to must be recomputed too (corrections).
+        old_dates = set()
+        for key in batch_keys:
+            prev = catalog.sources.get(key)
+            if prev and prev.get("min"):
+                old_dates |= {p for p in catalog.partitions("clean") if prev["min"] <= p <= prev["max"]}
+        clean_dates = sorted(new_dates | old_dates)
+        features_range = None
+        if clean_dates:
+            lb = lookback_days(c)
+            first, last = date.fromisoformat(clean_dates[0]), date.fromisoformat(clean_dates[-1])
+            hist = self.read_clean_history(catalog, first - timedelta(days=lb), last + timedelta(days=lb))
+            frame = batch_clean
+            if hist is not None:
+                hist = hist.where(~in_batch)
+                frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
+            frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+            self.write(frame.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
+            schemas["clean"] = frame.schema.json()
+
+            keyed = clean.mark_key_duplicates(frame, c)
+            winners = keyed.where(~F.col("_key_dup"))
+            periods = clean.rollup_to_period(winners, c)
+            features_range = [first.isoformat(), (last + timedelta(days=lb)).isoformat()]
+            feats = features.finalize(features.build_features(periods, c), c)
+            feats = feats.where(F.col(PARTITION_COLUMN).between(*features_range))
+            self.write(feats, "features")
+            schemas["features"] = feats.schema.json()
+
+            fates.append(keyed.where(in_batch & F.col("_key_dup")).groupBy("_source_key").count()
+                         .withColumn("fate", F.lit("duplicates_key")))
+            fates.append(clean.rollup_fates(winners.where(in_batch), c)
+                         .groupBy("_source_key", F.col("_fate").alias("fate")).count()
+                         .select("_source_key", "count", "fate"))
+        t0 = self._timed("clean_and_features", t0)
+
+        accounting = {k: {"rows_read": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_reasons": {},
+                          "duplicates_exact": 0, "duplicates_key": 0, "rows_merged": 0,
+                          "file_rejected": self.plan.rejected.get(k)} for k in batch_keys}
+        if fates:
+            union = fates[0]
+            for f in fates[1:]:
+                union = union.unionByName(f)
+            for r in union.collect():
+                if r["_source_key"] not in accounting:
+                    raise RuntimeError(f"rows from a path that is not in the plan: {r['_source_key']!r}")
+                acc = accounting[r["_source_key"]]
+                fate, n = r["fate"], int(r["count"])
+                if fate.startswith("q:"):
+                    acc["rows_quarantined"] += n
+                    acc["quarantine_reasons"][fate[2:]] = acc["quarantine_reasons"].get(fate[2:], 0) + n
+                elif fate == "out":
+                    acc["rows_out"] += n
+                elif fate == "merged":
+                    acc["rows_merged"] += n
+                else:
+                    acc[fate] += n
+        self._timed("accounting", t0)
+        for acc in accounting.values():
+            acc["balanced"] = acc["rows_read"] == (acc["rows_out"] + acc["rows_quarantined"] + acc["duplicates_exact"]
+                                                   + acc["duplicates_key"] + acc["rows_merged"])
+        if not all(a["balanced"] for a in accounting.values()):
+            raise RuntimeError(f"row accounting does not add up: {json.dumps(accounting)[:2000]}")
+        result = {
+            "batch_id": self.plan.batch_id,
+            "status": "staged",
+            "catalog_version": catalog.version,
+            "clean_partitions": clean_dates,
+            "features_range": features_range,
+            # every source key owns one quarantine partition: replacing it drops an earlier version's rejects
+            "quarantine_partitions": sorted(source_id(k) for k in batch_keys),
+            "sources": {o.key: {"etag": o.etag, **source_ranges.get(o.key, {"min": None, "max": None})}
+                        for o in self.plan.objects},
+            "accounting": accounting,
+            "schemas": schemas,
+            "timings": self.timings,
+            "spark_version": self.spark.version,
+        }
+        self.fs.write_text(self.uri(self.staging + RESULT_NAME), json.dumps(result, indent=1, sort_keys=True))
+        return result
+
+
+def source_id(key: str) -> str:
+    """The quarantine partition of a raw key (same as sha1 in Spark)."""
+    import hashlib
+
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def build_session(app_name: str = "nexgen-etl-transform") -> SparkSession:
+    """The session spark-submit configured (master, S3A, jars all come from its --conf flags)."""
+    return SparkSession.builder.appName(app_name).getOrCreate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="transform.py", description="NexGen ETL Spark transform for one batch plan")
+    ap.add_argument("--plan", required=True, help="URI of the frozen batch plan (s3a://… or file://…)")
+    args = ap.parse_args(argv)
+    spark = build_session()
+    try:
+        fs = HadoopFS(spark)
+        text = fs.read_text(args.plan)
+        if text is None:
+            print(f"nexgen-etl: batch plan not found: {args.plan}", file=sys.stderr)
+            return 2
+        plan = BatchPlan.from_json(text)
+        result = BatchJob(spark, plan).run()
+        print(f"nexgen-etl: batch {plan.batch_id}: {result['status']}")
+        return 0
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""One pass of the pipeline, step by step: discover → extract → transform → load → commit.
+
+The CLI runs all steps in one process; each Airflow task calls exactly one of them. No Airflow imports here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from nexgen_etl.contract import Contract, load_contract
+from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
+from nexgen_etl.headers import HEAD_BYTES, inspect_header
+from nexgen_etl.publish import publish_batch
+from nexgen_etl.settings import AwsCredentials, Settings
+from nexgen_etl.spark_submit import submit_spec
+from nexgen_etl.state import StaleStateError, StateStore, Watermark
+from nexgen_etl.storage import ObjectInfo, ObjectStore, open_store, s3_client
+
+log = logging.getLogger("nexgen_etl")
+PLAN_PREFIX = "_plans/"
+
+
+class BatchChangedError(RuntimeError):
+    """An object of the batch changed or vanished between discovery and extract."""
+
+
+def plan_key(batch_id: str) -> str:
+    return f"{PLAN_PREFIX}{batch_id}.json"
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    contract: Contract
+    raw: ObjectStore
+    out: ObjectStore
+    state: StateStore
+
+    # -- discover ---------------------------------------------------------------------------------------------
+    def discover(self) -> tuple[Discovery, Watermark]:
+        wm = self.state.read()
+        t0 = time.monotonic()
+        found = discover_new_objects(self.raw.list(self.contract.source.prefix), wm, self.contract)
+        log.info("discover: listed %d objects in %s in %.2fs; %d new (%d bytes), %d deferred by the batch cap, "
+                 "%d ignored (not matching %s)", found.listed, self.raw.url, time.monotonic() - t0, len(found.new),
+                 sum(o.size for o in found.new), found.deferred, len(found.ignored), list(self.contract.source.patterns))
+        return found, wm
+
+    # -- extract ----------------------------------------------------------------------------------------------
+    def extract(self, objects: list[ObjectInfo], state_version: int) -> BatchPlan:
+        """Check every object is still the version listed and inspect its header (one ranged GET each), then
+        freeze the plan (idempotent: the same object versions give the same id and plan)."""
+        headers: dict[str, list[str]] = {}
+        rejected: dict[str, dict] = {}
+        for obj in objects:
+            now = self.raw.head(obj.key)
+            if now is None or now.etag != obj.etag:
+                raise BatchChangedError(f"{obj.key} changed or vanished since discovery; the next run will pick "
+                                        "up its current version")
+            data = self.raw.get_head_bytes(obj.key, HEAD_BYTES) if obj.size else b""
+            header, why = inspect_header(data, obj.key, self.contract)
+            if header is None:
+                rejected[obj.key] = why
+                log.warning("extract: %s quarantined as a whole file: %s (%s)", obj.key, why["reason"], why["detail"])
+            else:
+                headers[obj.key] = header
+        plan = BatchPlan.build(objects, self.raw.url, self.out.url, self.contract, state_version, headers, rejected)
+        existing = self.out.head(plan_key(plan.batch_id))
+        if existing is None:
+            self.out.put_bytes(plan_key(plan.batch_id), plan.to_json().encode())
+        else:
+            plan = BatchPlan.from_json(self.out.get_bytes(plan_key(plan.batch_id)).decode())
+        log.info("extract: batch %s frozen with %d files, %d bytes", plan.batch_id, len(plan.objects),
+                 plan.total_bytes)
+        return plan
+
+    def plan_uri(self, batch_id: str) -> str:
+        from nexgen_etl.job import output_uri
+
+        return output_uri(self.out.url, plan_key(batch_id))
+
+    def read_plan(self, batch_id: str) -> BatchPlan:
+        return BatchPlan.from_json(self.out.get_bytes(plan_key(batch_id)).decode())
+
+    # -- transform --------------------------------------------------------------------------------------------
+    def transform(self, plan: BatchPlan, credentials: AwsCredentials | None) -> None:
+        """spark-submit the job; credentials reach it only through the child's environment."""
+        spec = submit_spec(self.settings)
+        argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)])
+        env = {**os.environ, **spec.env}
+        if credentials is not None:
+            env.update(credentials.as_env())
+        log.info("transform: %s", " ".join(argv[:3] + ["…", spec.application]))
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout.splitlines():
+            if "nexgen-etl" in line or "ERROR" in line or "Error" in line or "Traceback" in line:
+                log.info("spark: %s", line)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-40:])
+            raise RuntimeError(f"spark-submit failed with exit code {proc.returncode}:\n{tail}")
+        log.info("transform: done in %.1fs", time.monotonic() - t0)
+
+    # -- load -------------------------------------------------------------------------------------------------
+    def load(self, plan: BatchPlan) -> dict:
+        manifest = publish_batch(self.out, plan)
+        log.info("load: batch %s %s: %s", plan.batch_id, manifest.get("publish"), manifest.get("totals"))
+        return manifest
+
+    # -- commit -----------------------------------------------------------------------------------------------
+    def commit(self, plan: BatchPlan, manifest: dict) -> Watermark:
+        wm = self.state.read()
+        if any(b.get("batch_id") == plan.batch_id for b in wm.recent_batches):
+            log.info("commit: batch %s already committed (state v%d)", plan.batch_id, wm.version)
+            return wm
+        if wm.version != plan.base_state_version:
+            raise StaleStateError(f"batch {plan.batch_id} was planned on state v{plan.base_state_version}, "
+                                  f"state is now v{wm.version}")
+        summary = {"batch_id": plan.batch_id, "files": len(plan.objects),
+                   "committed_at": datetime.now(timezone.utc).isoformat(), **manifest.get("totals", {})}
+        new = wm.advance(plan.objects, summary)
+        self.state.compare_and_set(wm.version, new)
+        log.info("commit: watermark → %s %s (state v%d)", new.last_modified, new.key, new.version)
+        return new
+
+    # -- all steps --------------------------------------------------------------------------------------------
+    def run_once(self, credentials: AwsCredentials | None) -> dict:
+        found, wm = self.discover()
+        if not found.new:
+            log.info("nothing new above the watermark (%s); nothing to do", wm.mark)
+            return {"status": "nothing_new", "listed": found.listed}
+        plan = self.extract(found.new, wm.version)
+        self.transform(plan, credentials)
+        manifest = self.load(plan)
+        self.commit(plan, manifest)
+        return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
+                "totals": manifest.get("totals")}
+
+
+def build_pipeline(settings: Settings, state: StateStore, credentials: AwsCredentials | None = None,
+                   contract: Contract | None = None) -> Pipeline:
+    factory = lambda: s3_client(settings.s3, credentials)  # noqa: E731
+    return Pipeline(settings=settings, contract=contract or load_contract(settings.contract_path),
+                    raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
+                    state=state)

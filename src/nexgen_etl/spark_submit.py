@@ -1,0 +1,100 @@
+"""How the transform is submitted: application, --conf (S3A endpoint, region, path style), jars, environment.
+
+One description, used by the CLI (subprocess) and by the DAG (SparkSubmitOperator), so both run the same job.
+Credentials are never part of it: they are added to the process environment at run time only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nexgen_etl.settings import PROJECT_ROOT, Settings
+
+ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+
+
+def transform_script() -> str:
+    script = PROJECT_ROOT / "include" / "scripts" / "transform.py"
+    if script.exists():
+        return str(script)
+    from nexgen_etl import job
+
+    return job.__file__
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    s3 = settings.s3
+    conf = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": os.environ.get(
+            "NEXGEN_S3A_CREDENTIALS_PROVIDER", ENV_CREDENTIALS_PROVIDER),
+        "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style).lower(),
+        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
+        "spark.hadoop.fs.s3a.attempts.maximum": "10",
+        "spark.hadoop.fs.s3a.retry.limit": "10",
+        "spark.hadoop.fs.s3a.retry.interval": "500ms",
+        "spark.hadoop.fs.s3a.connection.timeout": "60000",
+    }
+    if s3.endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = s3.endpoint_url
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(s3.endpoint_url.startswith("https")).lower()
+    return conf
+
+
+@dataclass(frozen=True)
+class SubmitSpec:
+    master: str
+    application: str
+    conf: dict[str, str]
+    jars: list[str]
+    driver_memory: str = "2g"
+    env: dict[str, str] = field(default_factory=dict)  # non-secret environment for spark-submit
+
+    def argv(self, application_args: list[str], spark_submit: str = "spark-submit") -> list[str]:
+        args = [spark_submit, "--master", self.master, "--driver-memory", self.driver_memory]
+        for k, v in sorted(self.conf.items()):
+            args += ["--conf", f"{k}={v}"]
+        if self.jars:
+            args += ["--jars", ",".join(self.jars)]
+        return [*args, self.application, *application_args]
+
+
+def resolved_jars(settings: Settings) -> list[str]:
+    jars_dir = Path(settings.jars_dir)
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
+    if not any(Path(j).name.startswith("hadoop-aws-") for j in jars):
+        raise FileNotFoundError(f"no hadoop-aws jar in {jars_dir}: run `make jars` (scripts/resolve_jars.sh) first")
+    return jars
+
+
+def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform") -> SubmitSpec:
+    local = settings.spark_master.startswith("local")
+    conf = {
+        "spark.app.name": app_name,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.shuffle.partitions": os.environ.get("NEXGEN_SHUFFLE_PARTITIONS", "16"),
+        "spark.sql.parquet.compression.codec": "snappy",
+        # many small raw files: pack them into few read tasks instead of one task per file
+        "spark.sql.files.openCostInBytes": "131072",
+        "spark.sql.files.maxPartitionBytes": "64m",
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+        **s3a_conf(settings),
+        **settings.spark_conf,
+    }
+    env = {}
+    if local or settings.spark_master.startswith("spark://"):
+        # the driver and (same-host) executors use this interpreter, which has nexgen_etl installed
+        conf.setdefault("spark.pyspark.python", sys.executable)
+        conf.setdefault("spark.pyspark.driver.python", sys.executable)
+    return SubmitSpec(master=settings.spark_master, application=transform_script(), conf=conf,
+                      jars=resolved_jars(settings), driver_memory=os.environ.get("NEXGEN_DRIVER_MEMORY", "2g"),
+                      env=env)

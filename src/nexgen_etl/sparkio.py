@@ -1,0 +1,61 @@
+"""Spark-side I/O: small files through Hadoop's FileSystem (so s3a:// and file:// work alike) and CSV reading."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from nexgen_etl.contract import Contract
+from nexgen_etl.transform.clean import CORRUPT, raw_schema_ddl
+
+
+class HadoopFS:
+    """exists / read_text / write_text / header lines for any Hadoop path (s3a://, file://, hdfs://)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self.jvm = spark._jvm
+        self.conf = spark._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str):
+        p = self.jvm.org.apache.hadoop.fs.Path(uri)
+        return p, p.getFileSystem(self.conf)
+
+    def qualified(self, uri: str) -> str:
+        """The string Spark's input_file_name() gives for this path."""
+        p, fs = self._path(uri)
+        return fs.makeQualified(p).toUri().toString()
+
+    def exists(self, uri: str) -> bool:
+        p, fs = self._path(uri)
+        return bool(fs.exists(p))
+
+    def read_text(self, uri: str) -> str | None:
+        p, fs = self._path(uri)
+        if not fs.exists(p):
+            return None
+        stream = fs.open(p)
+        try:
+            return bytes(self.jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+        finally:
+            stream.close()
+
+    def write_text(self, uri: str, text: str) -> None:
+        p, fs = self._path(uri)
+        out = fs.create(p, True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+
+
+def read_csv_group(spark: SparkSession, paths: list[str], contract: Contract, header: list[str] | None) -> DataFrame:
+    """Read files that share one header with an explicit all-string schema (no inference)."""
+    c = contract.csv
+    reader = (spark.read.schema(raw_schema_ddl(contract, header))
+              .option("header", str(c.header).lower())
+              .option("sep", c.delimiter).option("quote", c.quote).option("escape", c.escape)
+              .option("encoding", c.encoding).option("multiLine", str(c.multiline).lower())
+              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+              .option("enforceSchema", "true"))
+    return reader.csv(paths).withColumn("_source_path", F.input_file_name())

@@ -1,0 +1,208 @@
+"""Object storage: listing, reading and writing objects in S3 (boto3) or a local folder, behind one interface."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from nexgen_etl.settings import AwsCredentials, S3Settings
+
+
+@dataclass(frozen=True, order=True)
+class ObjectInfo:
+    """One object version as listed: what a batch plan freezes."""
+
+    last_modified: datetime
+    key: str
+    etag: str
+    size: int
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "etag": self.etag, "size": self.size,
+                "last_modified": self.last_modified.isoformat()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ObjectInfo":
+        return cls(last_modified=datetime.fromisoformat(d["last_modified"]), key=d["key"],
+                   etag=d["etag"], size=int(d["size"]))
+
+
+class ObjectStore(Protocol):
+    url: str
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]: ...
+    def head(self, key: str) -> ObjectInfo | None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def get_head_bytes(self, key: str, n: int) -> bytes: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def copy(self, src_key: str, dst_key: str) -> None: ...
+    def delete(self, keys: Iterable[str]) -> None: ...
+    def spark_uri(self, key: str) -> str: ...
+
+
+def _utc(ts: float | datetime) -> datetime:
+    if isinstance(ts, datetime):
+        return ts.astimezone(timezone.utc)
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class S3Store:
+    """A bucket and key prefix reached with boto3; list calls are paginated, never one call per object."""
+
+    def __init__(self, bucket: str, prefix: str, client) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = client
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self.list_calls = 0
+
+    def _full(self, key: str) -> str:
+        return self.prefix + key
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        kwargs = {"Bucket": self.bucket, "Prefix": self._full(prefix)}
+        if start_after:
+            kwargs["StartAfter"] = self._full(start_after)
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            self.list_calls += 1
+            for o in page.get("Contents", []):
+                yield ObjectInfo(last_modified=_utc(o["LastModified"]), key=o["Key"][len(self.prefix):],
+                                 etag=o["ETag"].strip('"'), size=int(o["Size"]))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            o = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return ObjectInfo(last_modified=_utc(o["LastModified"]), key=key, etag=o["ETag"].strip('"'),
+                          size=int(o["ContentLength"]))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def get_head_bytes(self, key: str, n: int) -> bytes:
+        """The first n bytes (one ranged GET)."""
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{n - 1}")["Body"].read()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def upload_file(self, path: str | Path, key: str) -> None:
+        self.client.upload_file(str(path), self.bucket, self._full(key))
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        self.client.copy_object(Bucket=self.bucket, Key=self._full(dst_key),
+                                CopySource={"Bucket": self.bucket, "Key": self._full(src_key)})
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for i in range(0, len(keys), 1000):
+            chunk = [{"Key": self._full(k)} for k in keys[i:i + 1000]]
+            resp = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            if resp.get("Errors"):
+                raise OSError(f"delete failed in {self.url}: {resp['Errors'][:3]}")
+
+    def spark_uri(self, key: str) -> str:
+        return f"s3a://{self.bucket}/{self._full(key)}"
+
+
+class LocalStore:
+    """A local folder with the same interface (for the CLI and tests without S3)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.url = str(self.root) + "/"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _info(self, path: Path) -> ObjectInfo:
+        st = path.stat()
+        md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        return ObjectInfo(last_modified=_utc(st.st_mtime), key=path.relative_to(self.root).as_posix(),
+                          etag=md5, size=st.st_size)
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        if not self.root.exists():
+            return
+        paths = sorted(p for p in self.root.rglob("*") if p.is_file())
+        for p in paths:
+            key = p.relative_to(self.root).as_posix()
+            if key.startswith(prefix) and (start_after is None or key > start_after):
+                yield self._info(p)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        p = self._path(key)
+        return self._info(p) if p.is_file() else None
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def get_head_bytes(self, key: str, n: int) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            return fh.read(n)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        p = self._path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+
+    def upload_file(self, path: str | Path, key: str) -> None:
+        p = self._path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, p)
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        dst = self._path(dst_key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._path(src_key), dst)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for k in keys:
+            self._path(k).unlink(missing_ok=True)
+
+    def spark_uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+
+def s3_client(s3: S3Settings, credentials: AwsCredentials | None = None):
+    """A boto3 S3 client for the given endpoint/region, with adaptive retries for throttling."""
+    import boto3
+    from botocore.config import Config
+
+    kwargs = {}
+    if credentials is not None:
+        kwargs = {"aws_access_key_id": credentials.access_key_id,
+                  "aws_secret_access_key": credentials.secret_access_key.reveal(),
+                  "aws_session_token": credentials.session_token.reveal() if credentials.session_token else None}
+    cfg = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
+                 s3={"addressing_style": "path" if s3.path_style else "auto"})
+    return boto3.session.Session().client("s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
+                                          config=cfg, **kwargs)
+
+
+def open_store(url: str, client_factory=None) -> ObjectStore:
+    """`s3://bucket/prefix` → S3Store (client from client_factory()), anything else → LocalStore."""
+    parsed = urlparse(url)
+    if parsed.scheme in {"s3", "s3a"}:
+        if client_factory is None:
+            raise ValueError(f"{url}: an S3 URL needs an S3 client")
+        return S3Store(parsed.netloc, parsed.path.lstrip("/"), client_factory())
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    if parsed.scheme:
+        raise ValueError(f"{url}: unsupported scheme {parsed.scheme!r} (use s3:// or a local path)")
+    return LocalStore(url)

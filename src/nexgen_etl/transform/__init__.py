@@ -1,0 +1,1 @@
+"""Pure PySpark transformations (DataFrame in, DataFrame out): cleaning, deduplication, roll-up, features."""

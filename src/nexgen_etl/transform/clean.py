@@ -1,0 +1,158 @@
+"""Cleaning: trim/case rules, parsing with the declared formats, casts, rule checks, deduplication, roll-up.
+
+Every function takes and returns DataFrames; none opens a session, a path or a bucket. Each input row ends
+with exactly one fate, so per-file accounting adds up: quarantined, duplicate_exact, duplicate_key, merged, out.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from nexgen_etl.contract import Column, Contract
+
+SOURCE_COLUMNS = ["_source_key", "_source_etag", "_source_lm", "_row_id"]
+REASONS = "_reasons"
+CORRUPT = "_corrupt_record"
+
+SPARK_TYPES = {"string": "string", "int": "int", "long": "bigint", "double": "double", "boolean": "boolean"}
+
+
+def raw_schema_ddl(contract: Contract, header: list[str] | None = None) -> str:
+    """All-string read schema in source column order (plus the corrupt-record column)."""
+    names = header or [c.raw_name for c in contract.columns]
+    return ", ".join(f"`{n}` STRING" for n in names) + f", `{CORRUPT}` STRING"
+
+
+def _normalised(col: Column, contract: Contract) -> SparkColumn:
+    c = F.col(f"`{col.raw_name}`")
+    if col.trim:
+        c = F.trim(c)
+    if col.case == "upper":
+        c = F.upper(c)
+    elif col.case == "lower":
+        c = F.lower(c)
+    nulls = [v for v in contract.csv.null_values]
+    if nulls:
+        c = F.when(c.isin(*nulls), F.lit(None)).otherwise(c)
+    return c
+
+
+def _parsed(col: Column, s: SparkColumn) -> SparkColumn:
+    if col.type in SPARK_TYPES:
+        if col.type in {"int", "long"}:
+            # "12.0" is fine for an int column, "12.5" is not
+            d = s.cast("double")
+            return F.when(d == F.floor(d), d.cast(SPARK_TYPES[col.type]))
+        if col.type == "double":
+            d = s.cast("double")
+            return F.when(~F.isnan(d), d)  # NaN counts as missing, not as a number
+        return s.cast(SPARK_TYPES[col.type])
+    fn = F.to_date if col.type == "date" else F.to_timestamp
+    return F.coalesce(*[fn(s, fmt) for fmt in col.formats])
+
+
+def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
+    """Typed canonical columns, the raw string values, and `_reasons` (empty array: the row is valid)."""
+    norm = {c.name: _normalised(c, contract) for c in contract.columns}
+    exprs = []
+    checks: list[SparkColumn] = []
+    has_corrupt = CORRUPT in raw.columns
+    if has_corrupt:
+        checks.append(F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")))
+    for c in contract.columns:
+        s = norm[c.name]
+        v = _parsed(c, s)
+        if c.default is not None:
+            v = F.when(s.isNull(), F.lit(c.default)).otherwise(v)
+        exprs.append(v.alias(c.name))
+        if c.required:
+            checks.append(F.when(s.isNull(), F.lit(f"missing:{c.name}")))
+        checks.append(F.when(s.isNotNull() & v.isNull(), F.lit(f"unparseable:{c.name}")))
+        if c.min is not None:
+            checks.append(F.when(v < F.lit(c.min), F.lit(f"below_min:{c.name}")))
+        if c.max is not None:
+            checks.append(F.when(v > F.lit(c.max), F.lit(f"above_max:{c.name}")))
+        if c.allowed is not None:
+            checks.append(F.when(v.isNotNull() & ~v.isin(*c.allowed), F.lit(f"not_allowed:{c.name}")))
+    raw_values = F.to_json(F.struct(*[F.col(f"`{c.raw_name}`").alias(c.raw_name) for c in contract.columns]))
+    if has_corrupt:
+        raw_values = F.coalesce(F.col(CORRUPT), raw_values)
+    reasons = F.filter(F.array(*checks), lambda x: x.isNotNull())
+    return raw.select(*SOURCE_COLUMNS, *exprs, raw_values.alias("_raw"), reasons.alias(REASONS))
+
+
+def quarantine_rows(parsed: DataFrame) -> DataFrame:
+    """Rejected rows with their source, raw values and reason codes (first reason is the primary one)."""
+    return parsed.where(F.size(REASONS) > 0).select(
+        "_source_key", "_source_etag", "_row_id", F.col(REASONS)[0].alias("reason"),
+        F.array_join(REASONS, ";").alias("reasons"), F.col("_raw").alias("raw_values"))
+
+
+def valid_rows(parsed: DataFrame) -> DataFrame:
+    return parsed.where(F.size(REASONS) == 0).drop(REASONS, "_raw")
+
+
+def mark_exact_duplicates(valid: DataFrame, contract: Contract) -> DataFrame:
+    """Adds `_exact_dup`: true for a repeat of an identical (cleaned) row earlier in the same file."""
+    w = Window.partitionBy("_source_key", *contract.column_names).orderBy("_row_id")
+    return valid.withColumn("_exact_dup", F.row_number().over(w) > 1)
+
+
+def winner_order(contract: Contract) -> list[SparkColumn]:
+    """The stated winner among rows with the same key and time: newest file, then last row in the file."""
+    return [F.col("_source_lm").desc(), F.col("_source_key").desc(), F.col("_row_id").desc()]
+
+
+def mark_key_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
+    """Adds `_key_dup`: true for every row beaten by the winner of its (keys, time) group."""
+    w = Window.partitionBy(*contract.keys, contract.time_column).orderBy(*winner_order(contract))
+    return rows.withColumn("_key_dup", F.row_number().over(w) > 1)
+
+
+def period_start(contract: Contract) -> SparkColumn:
+    t = F.col(contract.time_column)
+    if contract.column(contract.time_column).type == "date":
+        return t
+    return F.date_trunc(contract.period, t) if contract.period == "hour" else F.to_date(t)
+
+
+def needs_rollup(contract: Contract) -> bool:
+    return contract.column(contract.time_column).type != "date"
+
+
+_AGG = {"sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min, "count": F.count}
+
+
+def rollup_to_period(winners: DataFrame, contract: Contract) -> DataFrame:
+    """One row per (keys, period). Each column rolls up as its contract says; `last` = latest time in the period.
+
+    Also returns, per source row, whether it was the representative (`out`) or `merged` into another.
+    """
+    key_cols = [*contract.keys]
+    df = winners.withColumn("_period", period_start(contract))
+    if not needs_rollup(contract):
+        return df
+    w_last = Window.partitionBy(*key_cols, "_period").orderBy(
+        F.col(contract.time_column).desc(), *winner_order(contract))
+    df = df.withColumn("_rank_in_period", F.row_number().over(w_last))
+    aggs = []
+    for c in contract.columns:
+        if c.name in key_cols or c.name == contract.time_column:
+            continue
+        if c.rollup == "last":
+            aggs.append(F.max_by(F.col(c.name), -F.col("_rank_in_period")).alias(c.name))
+        else:
+            aggs.append(_AGG[c.rollup](c.name).alias(c.name))
+    return df.groupBy(*key_cols, "_period").agg(*aggs)
+
+
+def rollup_fates(winners: DataFrame, contract: Contract) -> DataFrame:
+    """Per winning row: `out` if it represents its period, else `merged` (rolled into the representative)."""
+    df = winners.withColumn("_period", period_start(contract))
+    if not needs_rollup(contract):
+        return df.withColumn("_fate", F.lit("out"))
+    w = Window.partitionBy(*contract.keys, "_period").orderBy(F.col(contract.time_column).desc(),
+                                                              *winner_order(contract))
+    return df.withColumn("_fate", F.when(F.row_number().over(w) == 1, "out").otherwise("merged"))

@@ -1,0 +1,83 @@
+"""Every cleaning rule on tiny DataFrames, with the expected values written out by hand."""
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from nexgen_etl.contract import load_contract
+from nexgen_etl.transform import clean
+
+C = load_contract()
+RAW_COLS = ["date", "store_id", "sku", "units_sold", "unit_price", "promo"]
+
+
+def raw_df(spark, rows, lm="2026-01-01 00:00:00", key="f.csv"):
+    data = [(key, "etag", i, *r, None) for i, r in enumerate(rows)]
+    schema = "_source_key string, _source_etag string, _row_id long, " + ", ".join(
+        f"{c} string" for c in RAW_COLS) + ", _corrupt_record string"
+    return spark.createDataFrame(data, schema).withColumn("_source_lm", F.to_timestamp(F.lit(lm)))
+
+
+@pytest.mark.parametrize(
+    "row, reasons, parsed",
+    [
+        pytest.param(("2024-01-02", "s1", " sku-1 ", "3", "2.50", "1"), [],
+                     {"date": dt.date(2024, 1, 2), "store_id": "S1", "sku": "SKU-1", "units_sold": 3.0,
+                      "unit_price": 2.5, "promo": 1}, id="valid-trim-upper"),
+        pytest.param(("01/03/2024", "S1", "K", "4", "", ""), [],
+                     {"date": dt.date(2024, 1, 3), "unit_price": None, "promo": 0}, id="second-date-format-defaults"),
+        pytest.param(("03.01.2024", "S1", "K", "4", "NA", "0"), [], {"date": dt.date(2024, 1, 3), "unit_price": None},
+                     id="third-date-format-na"),
+        pytest.param(("2024-13-45", "S1", "K", "4", "1", "0"), ["unparseable:date"], {}, id="bad-date"),
+        pytest.param(("2024-01-02", "S1", "K", "", "1", "0"), ["missing:units_sold"], {}, id="blank-target"),
+        pytest.param(("2024-01-02", "S1", "K", "-3", "1", "0"), ["below_min:units_sold"], {}, id="negative-units"),
+        pytest.param(("2024-01-02", "S1", "K", "abc", "1", "0"), ["unparseable:units_sold"], {}, id="text-units"),
+        pytest.param(("2024-01-02", "S1", "K", "NaN", "1", "0"), ["missing:units_sold"], {}, id="nan-is-missing"),
+        pytest.param(("2024-01-02", "S1", "K", "2", "1", "7"), ["not_allowed:promo"], {}, id="promo-not-allowed"),
+        pytest.param(("2024-01-02", " ", "K", "2", "1", "0"), ["missing:store_id"], {}, id="blank-key"),
+        pytest.param(("2024-01-02", "S1", "K", "2000000", "1", "0"), ["above_max:units_sold"], {}, id="absurd-units"),
+        pytest.param(("", "", "K", "x", "1", "0"), ["missing:date", "missing:store_id", "unparseable:units_sold"], {},
+                     id="several-reasons"),
+    ],
+)
+def test_parse_rules(spark, row, reasons, parsed):
+    out = clean.parse_rows(raw_df(spark, [row]), C).collect()[0].asDict()
+    assert out["_reasons"] == reasons
+    for k, v in parsed.items():
+        assert out[k] == v, k
+
+
+def test_quarantine_keeps_source_raw_values_and_reason(spark):
+    p = clean.parse_rows(raw_df(spark, [("2024-01-02", "S1", "K", "-1", "1", "0"),
+                                        ("2024-01-02", "S1", "K", "1", "1", "0")]), C)
+    q = clean.quarantine_rows(p).collect()
+    assert len(q) == 1
+    assert q[0]["_source_key"] == "f.csv" and q[0]["reason"] == "below_min:units_sold"
+    assert '"units_sold":"-1"' in q[0]["raw_values"]
+    assert clean.valid_rows(p).count() == 1
+
+
+def test_exact_then_key_duplicates_newest_file_wins(spark):
+    rows_old = [("2024-01-02", "S1", "K", "5", "1", "0"), ("2024-01-02", "S1", "K", "5", "1", "0")]
+    rows_new = [("2024-01-02", "s1 ", "k", "9", "1", "0")]
+    df = raw_df(spark, rows_old, "2026-01-01 00:00:00", "old.csv").unionByName(
+        raw_df(spark, rows_new, "2026-01-02 00:00:00", "new.csv"))
+    valid = clean.mark_exact_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C)
+    assert valid.where("_exact_dup").count() == 1
+    keyed = clean.mark_key_duplicates(valid.where("not _exact_dup"), C).collect()
+    winners = [r for r in keyed if not r["_key_dup"]]
+    assert len(winners) == 1 and winners[0]["units_sold"] == 9.0 and winners[0]["_source_key"] == "new.csv"
+
+
+def test_within_one_file_the_last_row_wins(spark):
+    df = raw_df(spark, [("2024-01-02", "S1", "K", "1", "1", "0"), ("2024-01-02", "S1", "K", "2", "1", "0")])
+    keyed = clean.mark_key_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C)
+    assert [r["units_sold"] for r in keyed.where("not _key_dup").collect()] == [2.0]
+
+
+def test_malformed_row_is_quarantined(spark):
+    df = raw_df(spark, [("2024-01-02", "S1", "K", "1", "1", "0")]).withColumn(
+        "_corrupt_record", F.lit("2024-01-02,S1,K,1,1,0,extra"))
+    out = clean.parse_rows(df, C).collect()[0]
+    assert out["_reasons"][0] == "malformed_row"

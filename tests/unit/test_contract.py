@@ -1,0 +1,51 @@
+import pytest
+import yaml
+
+from nexgen_etl.contract import DEFAULT_CONTRACT, ContractError, contract_from_dict, load_contract, parse_contract
+
+
+def base() -> dict:
+    return yaml.safe_load(DEFAULT_CONTRACT.read_text())
+
+
+def test_default_contract_loads_and_round_trips():
+    c = load_contract()
+    assert c.name == "nexgen_sales"
+    assert c.keys == ("store_id", "sku") and c.target == "units_sold"
+    assert c.features.lookback == 28
+    assert contract_from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        pytest.param(lambda d: d.pop("target"), "contract.target", id="missing-target"),
+        pytest.param(lambda d: d.__setitem__("target", "nope"), "contract.target", id="unknown-target"),
+        pytest.param(lambda d: d.__setitem__("target", "store_id"), "contract.target", id="non-numeric-target"),
+        pytest.param(lambda d: d["columns"][0].__setitem__("type", "datetime"), "columns[0] (date).type", id="bad-type"),
+        pytest.param(lambda d: d["columns"][0].pop("formats"), "columns[0] (date).formats", id="date-without-format"),
+        pytest.param(lambda d: d["keys"].append("region"), "contract.keys", id="unknown-key"),
+        pytest.param(lambda d: d["time"].__setitem__("period", "week"), "time.period", id="bad-period"),
+        pytest.param(lambda d: d["features"].__setitem__("lags", [0]), "features.lags", id="zero-lag"),
+        pytest.param(lambda d: d["features"]["rolling"].__setitem__("stats", ["median"]), "features.rolling.stats",
+                     id="bad-stat"),
+        pytest.param(lambda d: d.__setitem__("colums", []), "contract: unknown field(s) colums", id="typo-field"),
+        pytest.param(lambda d: d["csv"].__setitem__("delimiter", ";;"), "csv.delimiter", id="bad-delimiter"),
+        pytest.param(lambda d: d["columns"].append(dict(d["columns"][1])), "duplicate column", id="dup-column"),
+        pytest.param(lambda d: d["duplicates"].__setitem__("policy", "random"), "duplicates.policy", id="bad-policy"),
+    ],
+)
+def test_errors_name_the_bad_field(mutate, field):
+    d = base()
+    mutate(d)
+    with pytest.raises(ContractError) as err:
+        parse_contract(d)
+    assert field in str(err.value)
+
+
+def test_source_patterns_match_csv_and_gz_only():
+    c = load_contract()
+    assert c.source.matches("sales/2024/01/01/a.csv")
+    assert c.source.matches("x/a.csv.gz")
+    assert not c.source.matches("x/a.parquet")
+    assert not c.source.matches("sales/")

@@ -1,0 +1,31 @@
+import gzip
+
+import pytest
+
+from nexgen_etl.contract import load_contract
+from nexgen_etl.headers import inspect_header
+
+C = load_contract()
+
+
+@pytest.mark.parametrize(
+    "data, key, header, reason",
+    [
+        pytest.param(b"date,store_id,sku,units_sold,unit_price,promo\n1,2", "a.csv",
+                     ["date", "store_id", "sku", "units_sold", "unit_price", "promo"], None, id="plain"),
+        pytest.param(b"\xef\xbb\xbfsku,date,store_id,units_sold\r\n", "a.csv", ["sku", "date", "store_id", "units_sold"],
+                     None, id="bom-crlf-reordered"),
+        pytest.param(b"", "a.csv", None, "empty_file", id="zero-bytes"),
+        pytest.param(b"date;store_id;sku;units_sold\n", "a.csv", None, "missing_columns", id="wrong-delimiter"),
+        pytest.param(b"date,store_id,sku,sku,units_sold\n", "a.csv", None, "duplicate_header", id="dup-header"),
+        pytest.param(b"date,store_id,units_sold\n", "a.csv", None, "missing_columns", id="missing-required"),
+        pytest.param(b"\x00\x01\x02binary", "a.csv", None, "binary_file", id="binary"),
+        pytest.param(b"not gzip at all", "a.csv.gz", None, "corrupt_compression", id="corrupt-gz"),
+        pytest.param(gzip.compress(b"date,store_id,sku,units_sold\n2024-01-01,S1,K1,3\n")[:40], "a.csv.gz",
+                     ["date", "store_id", "sku", "units_sold"], None, id="gz-prefix"),
+    ],
+)
+def test_inspect_header(data, key, header, reason):
+    got, why = inspect_header(data, key, C)
+    assert got == header
+    assert (why or {}).get("reason") == reason
