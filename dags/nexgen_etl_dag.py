@@ -34,9 +34,12 @@ def nexgen_etl_pipeline():
     @task.short_circuit
     def discover_files() -> dict | bool:
         """List the raw bucket; the objects above the watermark, or False (skip the rest) when nothing is new."""
-        from nexgen_etl.airflow_support import airflow_pipeline
+        from nexgen_etl.airflow_support import AWS_CONN_ID, airflow_pipeline, credentials_from_connection
+        from nexgen_etl.preflight import preflight
 
-        found, wm = airflow_pipeline().discover()
+        pipeline = airflow_pipeline()
+        preflight(pipeline.settings, credentials_from_connection(), source=f"Airflow connection {AWS_CONN_ID!r}")
+        found, wm = pipeline.discover()
         if not found.new:
             mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
             print(f"No new files above the watermark {mark}; nothing to do.")

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${1:-.venv/bin/python}"
 OUT="${NEXGEN_JARS_DIR:-jars/lib}"
+case "$OUT" in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
 HADOOP_VERSION="$("$PY" - <<'PYEOF'
 import glob, os, re, pyspark
 jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar"))
@@ -24,6 +25,6 @@ command -v mvn >/dev/null || { echo "jars: Maven (mvn) is needed: run scripts/se
 rm -rf "$OUT" && mkdir -p "$OUT"
 echo "jars: resolving org.apache.hadoop:hadoop-aws:$HADOOP_VERSION and its AWS SDK with Maven"
 mvn -B -q -f jars/pom.xml dependency:copy-dependencies \
-  -Dhadoop.version="$HADOOP_VERSION" -DincludeScope=runtime -DoutputDirectory="$(pwd)/$OUT"
+  -Dhadoop.version="$HADOOP_VERSION" -DincludeScope=runtime -DoutputDirectory="$OUT"
 echo "$HADOOP_VERSION" > "$STAMP"
 ls -1 "$OUT"

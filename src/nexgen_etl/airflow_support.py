@@ -9,6 +9,7 @@ import dataclasses
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
+from nexgen_etl.preflight import SetupError
 from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
 from nexgen_etl.state import StaleStateError, Watermark
 
@@ -42,14 +43,29 @@ def aws_hook(conn_id: str = AWS_CONN_ID):
     return AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
 
 
+def require_connection(conn_id: str) -> None:
+    """Fail with one line when the Connection does not exist (the AWS hook would silently fall back to boto3's
+    default credential chain)."""
+    from airflow.sdk.bases.hook import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException moved between Airflow versions
+        if "not defined" in str(exc) or "NotFound" in type(exc).__name__:
+            raise SetupError(f"Airflow connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} "
+                             "or add it under Admin → Connections") from None
+        raise
+
+
 def credentials_from_connection(conn_id: str = AWS_CONN_ID) -> AwsCredentials:
     """Credentials of the Airflow Connection (one clear error naming it when they are missing)."""
+    require_connection(conn_id)
     try:
         creds = aws_hook(conn_id).get_credentials()
     except Exception as exc:  # noqa: BLE001
-        raise RuntimeError(f"AWS connection {conn_id!r}: cannot get credentials ({type(exc).__name__})") from None
+        raise SetupError(f"AWS connection {conn_id!r}: cannot get credentials ({type(exc).__name__})") from None
     if not creds or not creds.access_key or not creds.secret_key:
-        raise RuntimeError(f"AWS connection {conn_id!r} has no access key / secret key")
+        raise SetupError(f"AWS connection {conn_id!r} has no access key / secret key")
     return AwsCredentials(creds.access_key, Secret(creds.secret_key), Secret(creds.token) if creds.token else None)
 
 
@@ -58,6 +74,7 @@ def settings_from_airflow(conn_id: str = AWS_CONN_ID) -> Settings:
     locations from the Variables nexgen_raw_url / nexgen_output_url when they are set."""
     from airflow.sdk import Variable
 
+    require_connection(conn_id)
     hook = aws_hook(conn_id)
     base = Settings.from_env()
     endpoint = hook.conn_config.endpoint_url or base.s3.endpoint_url

@@ -72,13 +72,46 @@ def cmd_generate(args) -> int:
 def cmd_run(args) -> int:
     from nexgen_etl.pipeline import build_pipeline
 
+    from nexgen_etl.preflight import preflight
+
     settings = _settings(args)
     creds = _credentials()
+    preflight(settings, creds, source="boto3 default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role")
     pipeline = build_pipeline(settings, _state_store(settings, creds), creds)
     result = pipeline.run_once(creds)
     while args.until_empty and result["status"] == "committed" and result.get("deferred"):
         result = pipeline.run_once(creds)
     print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def cmd_step(args) -> int:
+    """Single steps, for the include/scripts shims and for operators who want to drive a batch by hand."""
+    from nexgen_etl.pipeline import build_pipeline
+    from nexgen_etl.publish import read_manifest
+
+    settings = _settings(args)
+    creds = _credentials()
+    p = build_pipeline(settings, _state_store(settings, creds), creds)
+    if args.step == "extract":
+        found, wm = p.discover()
+        if not found.new:
+            print(json.dumps({"status": "nothing_new"}))
+            return 0
+        plan = p.extract(found.new, wm.version)
+        print(json.dumps({"batch_id": plan.batch_id, "files": len(plan.objects), "plan": p.plan_uri(plan.batch_id)}))
+        return 0
+    if not args.batch:
+        raise SystemExit(f"step {args.step}: --batch is required")
+    plan = p.read_plan(args.batch)
+    if args.step == "transform":
+        p.transform(plan, creds)
+    elif args.step == "load":
+        m = p.load(plan)
+        print(json.dumps({"batch_id": plan.batch_id, "publish": m["publish"], "totals": m.get("totals")}))
+    else:
+        wm = p.commit(plan, read_manifest(p.out, plan.batch_id) or {})
+        print(json.dumps({"batch_id": plan.batch_id, "state_version": wm.version}))
     return 0
 
 
@@ -141,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--master", help="Spark master: local[2], spark://host:7077, yarn, k8s://… (NEXGEN_SPARK_MASTER)")
     r.add_argument("--until-empty", action="store_true", help="repeat while the batch cap deferred files")
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("step", help="one step: extract (discover + freeze), transform, load or commit a batch")
+    st.add_argument("step", choices=["extract", "transform", "load", "commit"])
+    st.add_argument("--batch", help="batch id (transform, load, commit)")
+    locations(st)
+    st.add_argument("--master")
+    st.set_defaults(func=cmd_step)
 
     s = sub.add_parser("status", help="watermark, catalog and recent batches")
     locations(s)

@@ -17,7 +17,7 @@ def no_network(*a, **k):
     raise RuntimeError("network access at DAG parse time")
 socket.socket.connect = no_network
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=%r, include_examples=False)
+bag = DagBag(dag_folder=%r)
 dag = bag.dags.get("nexgen_etl_pipeline")
 print(json.dumps({
     "errors": {k: str(v)[:500] for k, v in bag.import_errors.items()},

@@ -24,6 +24,36 @@ def airflow(env, *args, timeout=900):
     return subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def process_table() -> list[str]:
+    """The command line of every process on the machine, right now."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                out.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+    return out
+
+
+def airflow_sampled(env, *args, timeout=900):
+    """Run the Airflow CLI while sampling the process table every 0.2 s (to catch spark-submit's argv)."""
+    import time
+
+    proc = subprocess.Popen([AIRFLOW, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples: list[str] = []
+    import threading
+
+    out: dict[str, str] = {}
+    reader = threading.Thread(target=lambda: out.update(zip(("stdout", "stderr"), proc.communicate(timeout=timeout))))
+    reader.start()
+    while reader.is_alive():
+        samples.extend(c for c in process_table() if "spark" in c.lower())
+        time.sleep(0.2)
+    reader.join()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out.get("stdout", ""), out.get("stderr", "")), samples
+
+
 @pytest.fixture(scope="module")
 def dag_runs(tmp_path_factory, moto_server, credentials):
     from nexgen_etl.settings import S3Settings
@@ -41,10 +71,11 @@ def dag_runs(tmp_path_factory, moto_server, credentials):
         raw.upload_file(p, p.relative_to(data).as_posix())
     migrate = airflow(env, "db", "migrate")
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
-    first = airflow(env, "dags", "test", "nexgen_etl_pipeline")
+    first, samples = airflow_sampled(env, "dags", "test", "nexgen_etl_pipeline")
     second = airflow(env, "dags", "test", "nexgen_etl_pipeline")
     variable = airflow(env, "variables", "get", "nexgen_etl_state")
-    return {"s3": s3, "env": env, "home": home, "first": first, "second": second, "variable": variable}
+    return {"s3": s3, "env": env, "home": home, "first": first, "second": second, "variable": variable,
+            "process_samples": samples}
 
 
 def test_first_run_succeeds_and_publishes(dag_runs):
@@ -85,3 +116,14 @@ def test_secret_never_in_output_logs_or_xcom(dag_runs):
     rows = db.execute("select value from xcom").fetchall()
     assert rows, "expected XCom rows from the run"
     assert not any(TEST_SECRET in str(r[0]) for r in rows)
+
+
+def test_secret_not_in_spark_submit_argv(dag_runs):
+    samples = dag_runs["process_samples"]
+    submits = [c for c in samples if "org.apache.spark.deploy.SparkSubmit" in c]
+    assert submits, "the process table was never sampled while spark-submit ran"
+    assert any("--plan" in c and "s3a://nexgen-loading-data/_plans/" in c for c in submits)
+    assert not any(TEST_SECRET in c or TEST_ACCESS_KEY in c for c in samples)
+    logged = [ln for ln in dag_runs["first"].stdout.splitlines() if "Spark-Submit cmd:" in ln]
+    assert logged, "the operator did not log the command it built"
+    assert not any(TEST_SECRET in ln or TEST_ACCESS_KEY in ln for ln in logged)

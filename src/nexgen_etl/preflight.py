@@ -1,0 +1,90 @@
+"""Checks of the setup before a run, each failing with one clear line that names what is wrong."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+from nexgen_etl.settings import AwsCredentials, Settings
+
+
+class SetupError(RuntimeError):
+    """The environment cannot run the pipeline; the message is one line naming the problem."""
+
+
+def check_java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not java.exists():
+            raise SetupError(f"Java: JAVA_HOME={home} has no bin/java; install a JDK 17 (scripts/setup.sh) "
+                             "or fix JAVA_HOME")
+        return str(java)
+    java = shutil.which("java")
+    if not java:
+        raise SetupError("Java: no `java` on PATH and JAVA_HOME is not set; install a JDK 17 (scripts/setup.sh)")
+    return java
+
+
+def check_jars(settings: Settings) -> list[str]:
+    from nexgen_etl.spark_submit import resolved_jars
+
+    try:
+        return resolved_jars(settings)
+    except FileNotFoundError as exc:
+        raise SetupError(f"S3A jars: {exc}") from None
+
+
+def _bucket(url: str) -> tuple[str, str] | None:
+    u = urlparse(url)
+    return (u.netloc, u.path.lstrip("/")) if u.scheme in {"s3", "s3a"} else None
+
+
+def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str = "credentials") -> None:
+    """Endpoint reachable, credentials accepted, both buckets there: one cheap call per bucket, few retries."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
+                                     NoCredentialsError, ReadTimeoutError)
+
+    targets = [("raw", _bucket(settings.raw_url)), ("output", _bucket(settings.output_url))]
+    targets = [(role, b) for role, b in targets if b]
+    if not targets:
+        return
+    if credentials is None:
+        raise SetupError(f"AWS credentials: none found ({source})")
+    s3 = settings.s3
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key.reveal(),
+        aws_session_token=credentials.session_token.reveal() if credentials.session_token else None,
+        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+                      s3={"addressing_style": "path" if s3.path_style else "auto"}))
+    where = s3.endpoint_url or f"AWS S3 ({s3.region})"
+    for role, (bucket, prefix) in targets:
+        try:
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+            raise SetupError(f"S3 endpoint {where} is unreachable ({type(exc).__name__})") from None
+        except NoCredentialsError:
+            raise SetupError(f"AWS credentials: none found ({source})") from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"NoSuchBucket", "404"}:
+                raise SetupError(f"{role} bucket {bucket!r} does not exist at {where}") from None
+            if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+                        "InvalidToken", "403"}:
+                raise SetupError(f"AWS credentials ({source}, access key {credentials.access_key_id[:4]}…) were "
+                                 f"refused by {where} for bucket {bucket!r}: {code}") from None
+            raise SetupError(f"{role} bucket {bucket!r} at {where}: {code or exc}") from None
+
+
+def preflight(settings: Settings, credentials: AwsCredentials | None, source: str = "credentials",
+              spark: bool = True) -> None:
+    check_s3(settings, credentials, source)
+    if spark:
+        check_java()
+        check_jars(settings)

@@ -1,0 +1,126 @@
+"""Bad setup gets one clear line naming what is wrong (no traceback): CLI and Airflow connection checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexgen_etl.local_services import MotoServer, create_buckets, free_port
+from tests.conftest import TEST_SECRET
+
+CLI = str(Path(sys.executable).parent / "nexgen-etl")
+
+
+def run_cli(env, *args):
+    return subprocess.run([CLI, "run", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def base_env(aws_env, tmp_path):
+    env = dict(aws_env)
+    env["NEXGEN_STATE_URL"] = str(tmp_path / "state.json")
+    return env
+
+
+@pytest.fixture()
+def strict_moto(tmp_path):
+    """A moto server that checks credentials: the first 4 calls set up an IAM user with an S3 policy."""
+    import json
+
+    import boto3
+
+    env_backup = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+    try:
+        server = MotoServer(log_path=tmp_path / "moto-strict.log").start()
+    finally:
+        if env_backup is None:
+            os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT")
+        else:
+            os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = env_backup
+    iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")
+    iam.create_user(UserName="etl")
+    iam.put_user_policy(UserName="etl", PolicyName="s3", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="etl")["AccessKey"]
+    s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
+                      aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+    create_buckets(s3, buckets=("raw-strict", "out-strict"))
+    yield server, key
+    server.stop()
+
+
+def assert_one_clear_line(proc, *needles):
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert TEST_SECRET not in proc.stderr + proc.stdout
+
+
+def test_unreachable_endpoint(aws_env, tmp_path):
+    env = base_env(aws_env, tmp_path)
+    env["NEXGEN_S3_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    proc = run_cli(env, "--raw", "s3://nexgen-raw-data/", "--output", "s3://nexgen-loading-data/")
+    assert_one_clear_line(proc, "S3 endpoint", "unreachable", env["NEXGEN_S3_ENDPOINT"])
+
+
+def test_missing_bucket(aws_env, tmp_path, buckets):
+    raw, _ = buckets
+    proc = run_cli(base_env(aws_env, tmp_path), "--raw", f"s3://{raw}/", "--output", "s3://no-such-bucket-here/")
+    assert_one_clear_line(proc, "output bucket 'no-such-bucket-here' does not exist")
+
+
+def test_missing_credentials(aws_env, tmp_path, buckets):
+    raw, out = buckets
+    env = {k: v for k, v in base_env(aws_env, tmp_path).items() if not k.startswith("AWS_")}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    proc = run_cli(env, "--raw", f"s3://{raw}/", "--output", f"s3://{out}/")
+    assert_one_clear_line(proc, "AWS credentials: none found")
+
+
+def test_wrong_credentials(strict_moto, aws_env, tmp_path):
+    server, key = strict_moto
+    env = base_env(aws_env, tmp_path)
+    env.update({"NEXGEN_S3_ENDPOINT": server.url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": TEST_SECRET})
+    proc = run_cli(env, "--raw", "s3://raw-strict/", "--output", "s3://out-strict/")
+    assert_one_clear_line(proc, "AWS credentials", "refused", "SignatureDoesNotMatch")
+
+
+def test_missing_jdk(aws_env, tmp_path, buckets):
+    raw, out = buckets
+    env = base_env(aws_env, tmp_path)
+    env["JAVA_HOME"] = str(tmp_path / "no-jdk")
+    proc = run_cli(env, "--raw", f"s3://{raw}/", "--output", f"s3://{out}/")
+    assert_one_clear_line(proc, "Java", "JAVA_HOME", "no bin/java")
+
+
+def test_missing_jars(aws_env, tmp_path, buckets):
+    raw, out = buckets
+    env = base_env(aws_env, tmp_path)
+    env["NEXGEN_JARS_DIR"] = str(tmp_path / "empty-jars")
+    proc = run_cli(env, "--raw", f"s3://{raw}/", "--output", f"s3://{out}/")
+    assert_one_clear_line(proc, "S3A jars", "no hadoop-aws jar", "make jars")
+
+
+def test_missing_airflow_connection(tmp_path):
+    """The DAG's tasks name the missing connection instead of silently using other credentials."""
+    probe = ("from nexgen_etl.airflow_support import credentials_from_connection\n"
+             "credentials_from_connection('aws_default')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db"})
+    migrate = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "SetupError: Airflow connection 'aws_default' is not defined: set AIRFLOW_CONN_AWS_DEFAULT" in proc.stderr
