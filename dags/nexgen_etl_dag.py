@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from nexgen_etl.airflow_support import NexgenSparkSubmitOperator
 
@@ -29,16 +29,27 @@ DEFAULT_ARGS = {
     default_args=DEFAULT_ARGS,
     tags=["nexgen", "etl", "spark", "s3"],
     doc_md=__doc__,
+    params={
+        "operation": Param("run", enum=["run", "reset", "rewind", "reprocess", "rebuild"],
+                           description="State operation applied before the pass (see docs/operations.md)"),
+        "to_batch": Param("", type="string", description="rewind: the batch to go back to"),
+        "key": Param("", type="string", description="reprocess: one raw key"),
+        "prefix": Param("", type="string", description="reprocess: a raw key prefix"),
+        "since": Param("", type="string", description="reprocess: ISO time, LastModified at or after it"),
+    },
 )
 def nexgen_etl_pipeline():
     @task.short_circuit
-    def discover_files() -> dict | bool:
+    def discover_files(params: dict | None = None) -> dict | bool:
         """List the raw bucket; the objects above the watermark, or False (skip the rest) when nothing is new."""
-        from nexgen_etl.airflow_support import AWS_CONN_ID, airflow_pipeline, credentials_from_connection
+        from nexgen_etl.airflow_support import (AWS_CONN_ID, airflow_pipeline, apply_operation,
+                                                credentials_from_connection)
         from nexgen_etl.preflight import preflight
 
         pipeline = airflow_pipeline()
         preflight(pipeline.settings, credentials_from_connection(), source=f"Airflow connection {AWS_CONN_ID!r}")
+        if op := apply_operation(pipeline, params or {}):
+            print(f"Applied state operation {op!r}; continuing with a normal pass.")
         found, wm = pipeline.discover()
         if not found.new:
             mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"

@@ -14,6 +14,11 @@ from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
 TEST_ACCESS_KEY = "AKIANEXGENTEST0001"
 TEST_SECRET = "nexgen-Test-Secret-9f3b2c7e1d"
 
+# The in-process Spark session's JVM reads S3A credentials from its environment, fixed when it starts.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", TEST_SECRET)
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
 
 @pytest.fixture(scope="session")
 def spark():
@@ -27,6 +32,7 @@ def spark():
         if not k.startswith("spark.pyspark"):
             builder = builder.config(k, v)
     builder = builder.config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
+    builder = builder.config("spark.jars", ",".join(spec.jars))
     session = builder.getOrCreate()
     yield session
     session.stop()
@@ -36,6 +42,16 @@ def spark():
 def moto_server(tmp_path_factory):
     with MotoServer(log_path=tmp_path_factory.mktemp("moto") / "moto.log") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3a_spark(spark, moto_server):
+    """The in-process session pointed at the moto endpoint through S3A (real Spark, real HTTP)."""
+    conf = spark._jsc.hadoopConfiguration()
+    conf.set("fs.s3a.endpoint", moto_server.url)
+    conf.set("fs.s3a.path.style.access", "true")
+    conf.set("fs.s3a.connection.ssl.enabled", "false")
+    return spark
 
 
 @pytest.fixture(scope="session")

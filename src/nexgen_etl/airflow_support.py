@@ -28,12 +28,15 @@ class VariableStateStore:
 
         return Watermark.from_json(Variable.get(self.key, default=None))
 
-    def compare_and_set(self, expected_version: int, new: Watermark) -> None:
+    def compare_and_set(self, expected_revision: int, new: Watermark) -> None:
+        """Airflow Variables have no conditional write: this checks the revision right before writing (the
+        window between the two is what max_active_runs=1 and the lease close)."""
         from airflow.sdk import Variable
 
         current = self.read()
-        if current.version != expected_version:
-            raise StaleStateError(f"Variable {self.key} is at version {current.version}, expected {expected_version}")
+        if current.revision != expected_revision:
+            raise StaleStateError(f"Variable {self.key} is at revision {current.revision}, "
+                                  f"expected {expected_revision}: another run wrote it first")
         Variable.set(self.key, new.to_json(), description="NexGen ETL watermark (written only by the commit task)")
 
 
@@ -88,16 +91,42 @@ def settings_from_airflow(conn_id: str = AWS_CONN_ID) -> Settings:
     )
 
 
+AIRFLOW_OWNER = "airflow:nexgen_etl_pipeline"  # one owner for all runs: max_active_runs=1 orders them
+
+
 def airflow_pipeline(conn_id: str = AWS_CONN_ID):
     from nexgen_etl.contract import load_contract
     from nexgen_etl.pipeline import Pipeline
-    from nexgen_etl.storage import S3Store, open_store
+    from nexgen_etl.storage import open_store
 
     settings = settings_from_airflow(conn_id)
     factory = lambda: aws_hook(conn_id).get_conn()  # noqa: E731
     return Pipeline(settings=settings, contract=load_contract(settings.contract_path),
                     raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
-                    state=VariableStateStore())
+                    state=VariableStateStore(), owner=AIRFLOW_OWNER)
+
+
+def apply_operation(pipeline, params: dict) -> str | None:
+    """The DAG params' state operation (reset, rewind, reprocess, rebuild) before the pass; None for 'run'."""
+    from datetime import datetime
+
+    op = (params or {}).get("operation") or "run"
+    if op == "run":
+        return None
+    if op == "reset":
+        pipeline.reset()
+    elif op == "rebuild":
+        pipeline.rebuild_from_manifests()
+    elif op == "rewind":
+        if not params.get("to_batch"):
+            raise ValueError("operation 'rewind' needs the param to_batch")
+        pipeline.rewind(params["to_batch"])
+    elif op == "reprocess":
+        since = datetime.fromisoformat(params["since"]) if params.get("since") else None
+        pipeline.reprocess(key=params.get("key") or None, prefix=params.get("prefix") or None, since=since)
+    else:
+        raise ValueError(f"unknown operation {op!r}: use run, reset, rewind, reprocess or rebuild")
+    return op
 
 
 class NexgenSparkSubmitOperator(SparkSubmitOperator):

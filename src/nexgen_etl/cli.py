@@ -115,6 +115,40 @@ def cmd_step(args) -> int:
     return 0
 
 
+def cmd_state(args) -> int:
+    """Show or change the watermark state; each change leaves a consistent state (see docs/operations.md)."""
+    from datetime import datetime
+
+    from nexgen_etl.pipeline import build_pipeline
+
+    settings = _settings(args)
+    creds = _credentials()
+    store = _state_store(settings, creds)
+    if args.op == "show":
+        print(store.read().to_json())
+        return 0
+    p = build_pipeline(settings, store, creds)
+    if args.op == "reset":
+        wm = p.reset()
+    elif args.op == "rebuild":
+        wm = p.rebuild_from_manifests()
+    elif args.op == "rewind":
+        if not args.to:
+            raise SystemExit("state rewind: --to BATCH is required")
+        wm = p.rewind(args.to)
+    elif args.op == "unlock":
+        cur = store.read()
+        wm = cur.without_lease((cur.lease or {}).get("owner", ""))
+        if wm is not cur:
+            store.compare_and_set(cur.revision, wm)
+    else:
+        since = datetime.fromisoformat(args.since) if args.since else None
+        wm = p.reprocess(key=args.key, prefix=args.prefix, since=since)
+    mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
+    print(f"state {args.op}: version {wm.version}, watermark {mark}, {len(wm.reprocess)} keys to reprocess")
+    return 0
+
+
 def cmd_status(args) -> int:
     from nexgen_etl.publish import read_catalog
     from nexgen_etl.storage import open_store, s3_client
@@ -181,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     locations(st)
     st.add_argument("--master")
     st.set_defaults(func=cmd_step)
+
+    so = sub.add_parser("state", help="show | reset | rewind --to BATCH | reprocess | rebuild | unlock the state")
+    so.add_argument("op", choices=["show", "reset", "rewind", "reprocess", "rebuild", "unlock"])
+    so.add_argument("--to", help="rewind: the batch id to go back to (state right after it committed)")
+    so.add_argument("--key", help="reprocess: one raw key")
+    so.add_argument("--prefix", help="reprocess: every raw key under this prefix")
+    so.add_argument("--since", help="reprocess: every raw object with LastModified at or after this ISO time")
+    locations(so)
+    so.set_defaults(func=cmd_state)
 
     s = sub.add_parser("status", help="watermark, catalog and recent batches")
     locations(s)

@@ -162,6 +162,11 @@ def _parse_column(i: int, raw: Any) -> Column:
         if raw.get(bound) is not None and not isinstance(raw[bound], (int, float)):
             raise ContractError(f"{where}.{bound}: must be a number")
     allowed = raw.get("allowed")
+    if allowed is not None and not isinstance(allowed, list):
+        raise ContractError(f"{where}.allowed: must be a list of values")
+    for flag in ("required", "trim"):
+        if flag in raw and not isinstance(raw[flag], bool):
+            raise ContractError(f"{where}.{flag}: must be true or false")
     return Column(
         name=name,
         type=ctype,
@@ -211,6 +216,8 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     period = time.get("period", "day")
     if period not in PERIODS:
         raise ContractError(f"time.period: {period!r} is not one of {sorted(PERIODS)}")
+    if period == "hour" and columns[names.index(time_column)].type == "date":
+        raise ContractError("time.period: 'hour' needs a timestamp time column, not a date")
     keys = _tuple(_require(data, "keys", "contract"))
     if not keys:
         raise ContractError("contract.keys: at least one entity key column is required")
@@ -222,9 +229,17 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     price = data.get("price")
     if price is not None:
         known(price, "contract.price")
+        if columns[names.index(price)].type not in {"int", "long", "double"}:
+            raise ContractError("contract.price: must be a numeric column")
     flags = _tuple(data.get("flags"))
     for f in flags:
         known(f, "contract.flags")
+    generated = {"day_of_week", "week_of_year", "month", "quarter", "is_weekend", "is_month_start",
+                 "is_month_end", "hour", "period_date"}
+    prefixes = (f"{target}_lag_", f"{target}_roll_", *((f"{price}_change_", f"{price}_ratio_") if price else ()))
+    clash = sorted(n for n in names if n in generated or n.startswith(prefixes))
+    if clash:
+        raise ContractError(f"contract.columns: {clash} clash with generated feature column names")
 
     src = data.get("source") or {}
     _check_keys(src, {"prefix", "patterns"}, "source")
@@ -232,6 +247,11 @@ def parse_contract(data: dict[str, Any]) -> Contract:
 
     csv_raw = data.get("csv") or {}
     _check_keys(csv_raw, set(CsvDialect.__dataclass_fields__), "csv")
+    if "null_values" in csv_raw and not isinstance(csv_raw["null_values"], list):
+        raise ContractError("csv.null_values: must be a list of strings")
+    for flag in ("header", "multiline"):
+        if flag in csv_raw and not isinstance(csv_raw[flag], bool):
+            raise ContractError(f"csv.{flag}: must be true or false")
     csv = CsvDialect(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in csv_raw.items()})
     if len(csv.delimiter) != 1:
         raise ContractError("csv.delimiter: must be a single character")
@@ -256,8 +276,12 @@ def parse_contract(data: dict[str, Any]) -> Contract:
         calendar=bool(feat.get("calendar", True)),
         price=bool(feat.get("price", price is not None)),
     )
+    for where, values in (("features.lags", features.lags), ("features.rolling.windows", features.rolling_windows),
+                          ("features.rolling.stats", features.rolling_stats)):
+        if len(set(values)) != len(values):
+            raise ContractError(f"{where}: repeated value(s) in {list(values)}")
     for where, values in (("features.lags", features.lags), ("features.rolling.windows", features.rolling_windows)):
-        if any(not isinstance(v, int) or v < 1 for v in values):
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
             raise ContractError(f"{where}: must be positive integers, got {list(values)}")
     bad_stats = sorted(set(features.rolling_stats) - ROLLING_STATS)
     if bad_stats:
@@ -267,6 +291,9 @@ def parse_contract(data: dict[str, Any]) -> Contract:
 
     limits = data.get("limits") or {}
     _check_keys(limits, {"max_batch_files", "max_batch_bytes"}, "limits")
+    for k, v in limits.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ContractError(f"limits.{k}: must be a positive integer")
     return Contract(
         name=name,
         columns=columns,

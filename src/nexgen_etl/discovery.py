@@ -46,9 +46,11 @@ def discover_new_objects(listing: Iterable[ObjectInfo], watermark: Watermark, co
     return Discovery(new=chosen, listed=listed, ignored=ignored, deferred=len(candidates) - len(chosen))
 
 
-def batch_id_for(objects: list[ObjectInfo]) -> str:
-    """A deterministic id: the same object versions always make the same batch."""
-    digest = hashlib.sha256("\n".join(f"{o.key}\0{o.etag}" for o in sorted(objects, key=lambda o: o.key)).encode())
+def batch_id_for(objects: list[ObjectInfo], base_state_version: int = 0) -> str:
+    """A deterministic id: the same object versions planned on the same state version make the same batch, so a
+    retried or re-run batch is recognised; after an operation (reset, rewind, reprocess) they make a new one."""
+    text = f"v{base_state_version}\n" + "\n".join(f"{o.key}\0{o.etag}" for o in sorted(objects, key=lambda o: o.key))
+    digest = hashlib.sha256(text.encode())
     newest = max(o.last_modified for o in objects).astimezone(timezone.utc)
     return f"b{newest:%Y%m%dT%H%M%S}-{digest.hexdigest()[:12]}"
 
@@ -73,7 +75,7 @@ class BatchPlan:
               rejected: dict[str, dict] | None = None) -> "BatchPlan":
         if not objects:
             raise ValueError("a batch plan needs at least one object")
-        return cls(batch_id=batch_id_for(objects), objects=sorted(objects), raw_url=raw_url, output_url=output_url,
+        return cls(batch_id=batch_id_for(objects, base_state_version), objects=sorted(objects), raw_url=raw_url, output_url=output_url,
                    contract=contract.to_dict(), base_state_version=base_state_version,
                    created_at=datetime.now(timezone.utc).isoformat(), headers=headers or {},
                    rejected=rejected or {})

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from nexgen_etl.catalog import CATALOG_KEY, PARTITION_OF, STAGING_PREFIX, Catalog
 from nexgen_etl.contract import Contract, contract_from_dict
 from nexgen_etl.discovery import BatchPlan
+from nexgen_etl.faults import maybe_fail
 from nexgen_etl.sparkio import HadoopFS, read_csv_group
 from nexgen_etl.transform import clean, features
 from nexgen_etl.transform.features import PARTITION_COLUMN
@@ -165,6 +166,7 @@ class BatchJob:
             frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
             self.write(frame.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
             schemas["clean"] = frame.schema.json()
+            maybe_fail("transform.between_writes")
 
             keyed = clean.mark_key_duplicates(frame, c)
             winners = keyed.where(~F.col("_key_dup"))
@@ -224,6 +226,7 @@ class BatchJob:
             "timings": self.timings,
             "spark_version": self.spark.version,
         }
+        maybe_fail("transform.before_result")
         self.fs.write_text(self.uri(self.staging + RESULT_NAME), json.dumps(result, indent=1, sort_keys=True))
         return result
 

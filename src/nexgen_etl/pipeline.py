@@ -9,7 +9,9 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+import socket
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from nexgen_etl.contract import Contract, load_contract
@@ -18,7 +20,8 @@ from nexgen_etl.headers import HEAD_BYTES, inspect_header
 from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
 from nexgen_etl.spark_submit import submit_spec
-from nexgen_etl.state import StaleStateError, StateStore, Watermark
+from nexgen_etl.faults import maybe_fail
+from nexgen_etl.state import LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
 from nexgen_etl.storage import ObjectInfo, ObjectStore, open_store, s3_client
 
 log = logging.getLogger("nexgen_etl")
@@ -40,15 +43,42 @@ class Pipeline:
     raw: ObjectStore
     out: ObjectStore
     state: StateStore
+    owner: str = field(default_factory=lambda: f"cli:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+
+    # -- lease ------------------------------------------------------------------------------------------------
+    def acquire_lease(self) -> Watermark:
+        """Take (or renew) the lease in the state; refuses while another live run holds it."""
+        wm = self.state.read()
+        new = wm.with_lease(self.owner, utcnow())
+        self.state.compare_and_set(wm.revision, new)
+        return new
+
+    def release_lease(self) -> None:
+        wm = self.state.read()
+        new = wm.without_lease(self.owner)
+        if new is not wm:
+            self.state.compare_and_set(wm.revision, new)
+
+    def check_lease(self) -> Watermark:
+        wm = self.state.read()
+        holder = wm.lease_holder(utcnow())
+        if holder not in (None, self.owner):
+            raise LeaseHeldError(f"run {holder!r} holds the pipeline lease; {self.owner!r} stops here")
+        return wm
 
     # -- discover ---------------------------------------------------------------------------------------------
     def discover(self) -> tuple[Discovery, Watermark]:
-        wm = self.state.read()
+        """Take the lease, then list the raw location against the watermark. Releases the lease when nothing is
+        new (the run ends there)."""
+        wm = self.acquire_lease()
+        maybe_fail("discover.after_lease")
         t0 = time.monotonic()
         found = discover_new_objects(self.raw.list(self.contract.source.prefix), wm, self.contract)
         log.info("discover: listed %d objects in %s in %.2fs; %d new (%d bytes), %d deferred by the batch cap, "
                  "%d ignored (not matching %s)", found.listed, self.raw.url, time.monotonic() - t0, len(found.new),
                  sum(o.size for o in found.new), found.deferred, len(found.ignored), list(self.contract.source.patterns))
+        if not found.new:
+            self.release_lease()
         return found, wm
 
     # -- extract ----------------------------------------------------------------------------------------------
@@ -70,6 +100,7 @@ class Pipeline:
             else:
                 headers[obj.key] = header
         plan = BatchPlan.build(objects, self.raw.url, self.out.url, self.contract, state_version, headers, rejected)
+        self.check_lease()
         existing = self.out.head(plan_key(plan.batch_id))
         if existing is None:
             self.out.put_bytes(plan_key(plan.batch_id), plan.to_json().encode())
@@ -77,6 +108,7 @@ class Pipeline:
             plan = BatchPlan.from_json(self.out.get_bytes(plan_key(plan.batch_id)).decode())
         log.info("extract: batch %s frozen with %d files, %d bytes", plan.batch_id, len(plan.objects),
                  plan.total_bytes)
+        maybe_fail("extract.after_plan")
         return plan
 
     def plan_uri(self, batch_id: str) -> str:
@@ -108,38 +140,104 @@ class Pipeline:
 
     # -- load -------------------------------------------------------------------------------------------------
     def load(self, plan: BatchPlan) -> dict:
+        self.check_lease()
         manifest = publish_batch(self.out, plan)
         log.info("load: batch %s %s: %s", plan.batch_id, manifest.get("publish"), manifest.get("totals"))
         return manifest
 
     # -- commit -----------------------------------------------------------------------------------------------
     def commit(self, plan: BatchPlan, manifest: dict) -> Watermark:
-        wm = self.state.read()
+        """Advance the watermark past the batch (and drop the lease), with compare-and-set; idempotent."""
+        wm = self.check_lease()
         if any(b.get("batch_id") == plan.batch_id for b in wm.recent_batches):
             log.info("commit: batch %s already committed (state v%d)", plan.batch_id, wm.version)
-            return wm
+            self.release_lease()
+            return self.state.read()
         if wm.version != plan.base_state_version:
             raise StaleStateError(f"batch {plan.batch_id} was planned on state v{plan.base_state_version}, "
                                   f"state is now v{wm.version}")
         summary = {"batch_id": plan.batch_id, "files": len(plan.objects),
                    "committed_at": datetime.now(timezone.utc).isoformat(), **manifest.get("totals", {})}
         new = wm.advance(plan.objects, summary)
-        self.state.compare_and_set(wm.version, new)
+        maybe_fail("commit.before_write")
+        self.state.compare_and_set(wm.revision, new)
         log.info("commit: watermark → %s %s (state v%d)", new.last_modified, new.key, new.version)
         return new
 
     # -- all steps --------------------------------------------------------------------------------------------
-    def run_once(self, credentials: AwsCredentials | None) -> dict:
+    def run_once(self, credentials: AwsCredentials | None, transform=None) -> dict:
+        """discover → extract → transform → load → commit. `transform(plan)` replaces spark-submit (tests)."""
         found, wm = self.discover()
         if not found.new:
             log.info("nothing new above the watermark (%s); nothing to do", wm.mark)
             return {"status": "nothing_new", "listed": found.listed}
         plan = self.extract(found.new, wm.version)
-        self.transform(plan, credentials)
+        if transform is None:
+            self.transform(plan, credentials)
+        else:
+            transform(plan)
         manifest = self.load(plan)
         self.commit(plan, manifest)
         return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
                 "totals": manifest.get("totals")}
+
+    # -- operations -------------------------------------------------------------------------------------------
+    def _replace_state(self, build) -> Watermark:
+        wm = self.check_lease()
+        new = build(wm)
+        self.state.compare_and_set(wm.revision, new)
+        log.info("state: %s → version %d", new.recent_batches[-1].get("operation"), new.version)
+        return new
+
+    def reset(self) -> Watermark:
+        """Forget every processed file: the next run processes the whole raw location again (outputs are
+        replaced per source file, so nothing is duplicated)."""
+        return self._replace_state(lambda wm: wm.operation(
+            "reset", last_modified=None, key=None, band={}, band_times={}, reprocess=()))
+
+    def rebuild_from_manifests(self, upto: str | None = None, op: str = "rebuild") -> Watermark:
+        """The watermark as the published batches imply it (catalog order), e.g. after the Variable was lost."""
+        from nexgen_etl.publish import read_catalog, read_manifest
+
+        cat = read_catalog(self.out)
+        if upto is not None and upto not in cat.batches:
+            raise ValueError(f"batch {upto!r} is not in the catalog of {self.out.url}")
+        folded = Watermark()
+        for batch_id in cat.batches:
+            m = read_manifest(self.out, batch_id)
+            if m is None:
+                raise FileNotFoundError(f"manifest of batch {batch_id} is missing in {self.out.url}")
+            folded = folded.advance([ObjectInfo.from_dict(o) for o in m["inputs"]], {"batch_id": batch_id})
+            if batch_id == upto:
+                break
+        note = {"_note": {"to_batch": upto}} if upto else {}
+        return self._replace_state(lambda wm: wm.operation(
+            op, last_modified=folded.last_modified, key=folded.key, band=folded.band,
+            band_times=folded.band_times, reprocess=(), **note))
+
+    def rewind(self, to_batch: str) -> Watermark:
+        """Back to the state right after `to_batch` committed: later files are processed again."""
+        return self.rebuild_from_manifests(upto=to_batch, op="rewind")
+
+    def reprocess(self, key: str | None = None, prefix: str | None = None,
+                  since: datetime | None = None) -> Watermark:
+        """Mark raw objects (one key, a prefix, or LastModified ≥ since) to be processed again."""
+        if not (key or prefix or since):
+            raise ValueError("reprocess needs --key, --prefix or --since")
+        chosen = []
+        for obj in self.raw.list(prefix or (key or "")):
+            if key and obj.key != key:
+                continue
+            if since and obj.last_modified < since:
+                continue
+            if self.contract.source.matches(obj.key):
+                chosen.append(obj.key)
+        if not chosen:
+            raise ValueError(f"reprocess: no raw object matches key={key} prefix={prefix} since={since}")
+        note = {"_note": {"keys": len(chosen), "key": key, "prefix": prefix,
+                          "since": since.isoformat() if since else None}}
+        return self._replace_state(lambda wm: wm.operation(
+            "reprocess", reprocess=tuple(sorted(set(wm.reprocess) | set(chosen))), **note))
 
 
 def build_pipeline(settings: Settings, state: StateStore, credentials: AwsCredentials | None = None,

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from nexgen_etl import __version__
 from nexgen_etl.catalog import CATALOG_KEY, DATASETS, MANIFEST_PREFIX, PARTITION_OF, STAGING_PREFIX, Catalog, partition_dir
 from nexgen_etl.discovery import BatchPlan
+from nexgen_etl.faults import maybe_fail
 from nexgen_etl.storage import ObjectStore
 
 RESULT_KEY = "_result.json"
@@ -69,9 +70,9 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> dict:
     catalog = read_catalog(store)
     batch_id = plan.batch_id
     if batch_id in catalog.batches:
-        manifest = read_manifest(store, batch_id)
-        _cleanup(store, batch_id, [])
-        return {**(manifest or {"batch_id": batch_id}), "publish": "already_published"}
+        manifest = read_manifest(store, batch_id) or {"batch_id": batch_id, "outputs": {}}
+        _cleanup(store, batch_id, catalog, manifest["outputs"])
+        return {**manifest, "publish": "already_published"}
     result_key = f"{STAGING_PREFIX}{batch_id}/{RESULT_KEY}"
     if not store.head(result_key):
         raise TransformMissingError(f"batch {batch_id}: no transform result at {store.url}{result_key}; "
@@ -81,7 +82,6 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> dict:
         raise StaleCatalogError(f"batch {batch_id} was transformed against catalog v{result['catalog_version']}, "
                                 f"the catalog is now v{catalog.version}: transform it again")
     replaced: dict[str, dict[str, list[str]]] = {}
-    superseded: list[str] = []
     for ds in DATASETS:
         staged = _staged_files(store, batch_id, ds)
         replaced[ds] = {}
@@ -91,8 +91,9 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> dict:
                 dst = f"{partition_dir(ds, part)}part-{batch_id}-{i:05d}.snappy.parquet"
                 store.copy(src, dst)
                 finals.append(dst)
+                if ds == "features" and len(finals) == 1:
+                    maybe_fail("load.mid_copy")
             replaced[ds][part] = finals
-            superseded += [f for f in catalog.datasets.get(ds, {}).get(part, []) if f not in finals]
     sources = {k: {**v, "batch": batch_id} for k, v in result["sources"].items()}
     new_catalog = catalog.with_batch(batch_id, replaced, sources, result.get("schemas", {}))
     totals = {f: sum(a[f] for a in result["accounting"].values())
@@ -112,16 +113,25 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> dict:
         "contract": plan.contract.get("name"),
     }
     store.put_bytes(manifest_key(batch_id), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    maybe_fail("load.after_manifest")
     for ds in ("features", "clean"):
         if ds in result.get("schemas", {}):
             store.put_bytes(f"{ds}/_schema.json", result["schemas"][ds].encode())
     if read_catalog(store).version != catalog.version:
         raise StaleCatalogError(f"batch {batch_id}: another batch published while this one was publishing")
     store.put_bytes(CATALOG_KEY, new_catalog.to_json().encode())  # the commit point
-    _cleanup(store, batch_id, superseded)
+    maybe_fail("load.after_catalog")
+    _cleanup(store, batch_id, new_catalog, replaced)
     return {**manifest, "publish": "published"}
 
 
-def _cleanup(store: ObjectStore, batch_id: str, superseded: list[str]) -> None:
-    store.delete(superseded)
+def _cleanup(store: ObjectStore, batch_id: str, catalog: Catalog, touched: dict[str, dict[str, list[str]]]) -> None:
+    """Delete what the catalog no longer lists in the partitions this batch touched (superseded files, and
+    leftovers of an interrupted publish), then the batch's staging folder. Safe to repeat."""
+    garbage = []
+    for ds, parts in touched.items():
+        for part in parts:
+            live = set(catalog.datasets.get(ds, {}).get(part, []))
+            garbage += [o.key for o in store.list(partition_dir(ds, part)) if o.key not in live]
+    store.delete(garbage)
     store.delete([o.key for o in store.list(f"{STAGING_PREFIX}{batch_id}/")])

@@ -33,6 +33,18 @@ def test_default_contract_loads_and_round_trips():
         pytest.param(lambda d: d["csv"].__setitem__("delimiter", ";;"), "csv.delimiter", id="bad-delimiter"),
         pytest.param(lambda d: d["columns"].append(dict(d["columns"][1])), "duplicate column", id="dup-column"),
         pytest.param(lambda d: d["duplicates"].__setitem__("policy", "random"), "duplicates.policy", id="bad-policy"),
+        pytest.param(lambda d: d["csv"].__setitem__("null_values", "NA"), "csv.null_values", id="scalar-nulls"),
+        pytest.param(lambda d: d["csv"].__setitem__("header", "false"), "csv.header", id="string-bool"),
+        pytest.param(lambda d: d["columns"][5].__setitem__("allowed", 1), "columns[5] (promo).allowed",
+                     id="scalar-allowed"),
+        pytest.param(lambda d: d["time"].__setitem__("period", "hour"), "time.period: 'hour' needs a timestamp",
+                     id="hour-on-date"),
+        pytest.param(lambda d: d.__setitem__("price", "sku"), "contract.price: must be a numeric", id="text-price"),
+        pytest.param(lambda d: d["features"].__setitem__("lags", [1, 1]), "features.lags: repeated", id="dup-lags"),
+        pytest.param(lambda d: d["limits"].__setitem__("max_batch_files", 0), "limits.max_batch_files",
+                     id="zero-limit"),
+        pytest.param(lambda d: d["columns"].append({"name": "month", "type": "int"}), "clash with generated",
+                     id="feature-name-clash"),
     ],
 )
 def test_errors_name_the_bad_field(mutate, field):

@@ -47,7 +47,7 @@ def _parsed(col: Column, s: SparkColumn) -> SparkColumn:
             return F.when(d == F.floor(d), d.cast(SPARK_TYPES[col.type]))
         if col.type == "double":
             d = s.cast("double")
-            return F.when(~F.isnan(d), d)  # NaN counts as missing, not as a number
+            return F.when(~F.isnan(d), d)  # "NaN" is not a number: unparseable unless null_values lists it
         return s.cast(SPARK_TYPES[col.type])
     fn = F.to_date if col.type == "date" else F.to_timestamp
     return F.coalesce(*[fn(s, fmt) for fmt in col.formats])
