@@ -6,6 +6,7 @@ network at parse time.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -15,7 +16,8 @@ from nexgen_etl.airflow_support import NexgenSparkSubmitOperator
 DEFAULT_ARGS = {
     "owner": "nexgen",
     "retries": 2,
-    "retry_delay": timedelta(seconds=30),
+    # an environment setting, not a Variable: nothing is looked up in the metadata DB at parse time
+    "retry_delay": timedelta(seconds=float(os.environ.get("NEXGEN_RETRY_DELAY_SECONDS", "30"))),
     "retry_exponential_backoff": True,
 }
 

@@ -139,12 +139,11 @@ class BatchJob:
             quarantine = clean.quarantine_rows(parsed).withColumn("source_id", F.substring(F.sha1("_source_key"), 1, 16))
             self.write(quarantine, "quarantine")
             schemas["quarantine"] = quarantine.schema.json()
-            fates.append(parsed.groupBy("_source_key").count().withColumn("fate", F.lit("rows_read")))
+            # one fate per input row, and rows read counted on their own; one aggregation at the end
+            fates.append(parsed.select("_source_key", F.lit("rows_read").alias("fate")))
             fates.append(parsed.where(F.size(clean.REASONS) > 0)
-                         .groupBy("_source_key", F.concat(F.lit("q:"), F.col(clean.REASONS)[0]).alias("fate"))
-                         .count().select("_source_key", "count", "fate"))
-            fates.append(valid.where(F.col("_exact_dup")).groupBy("_source_key").count()
-                         .withColumn("fate", F.lit("duplicates_exact")))
+                         .select("_source_key", F.concat(F.lit("q:"), F.col(clean.REASONS)[0]).alias("fate")))
+            fates.append(valid.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
         t0 = self._timed("parse_and_quarantine", t0)
 
         # Dates an earlier version of these files contributed to must be recomputed too (corrections).
@@ -177,11 +176,9 @@ class BatchJob:
             self.write(feats, "features")
             schemas["features"] = feats.schema.json()
 
-            fates.append(keyed.where(in_batch & F.col("_key_dup")).groupBy("_source_key").count()
-                         .withColumn("fate", F.lit("duplicates_key")))
-            fates.append(clean.rollup_fates(winners.where(in_batch), c)
-                         .groupBy("_source_key", F.col("_fate").alias("fate")).count()
-                         .select("_source_key", "count", "fate"))
+            fates.append(keyed.where(in_batch & F.col("_key_dup"))
+                         .select("_source_key", F.lit("duplicates_key").alias("fate")))
+            fates.append(clean.rollup_fates(winners.where(in_batch), c).select("_source_key", F.col("_fate").alias("fate")))
         t0 = self._timed("clean_and_features", t0)
 
         accounting = {k: {"rows_read": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_reasons": {},
@@ -191,7 +188,7 @@ class BatchJob:
             union = fates[0]
             for f in fates[1:]:
                 union = union.unionByName(f)
-            for r in union.collect():
+            for r in union.groupBy("_source_key", "fate").count().collect():
                 if r["_source_key"] not in accounting:
                     raise RuntimeError(f"rows from a path that is not in the plan: {r['_source_key']!r}")
                 acc = accounting[r["_source_key"]]

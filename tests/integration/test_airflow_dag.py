@@ -64,6 +64,9 @@ def dag_runs(tmp_path_factory, moto_server, credentials):
     home = tmp_path_factory.mktemp("airflow")
     env = airflow_env(home, moto_server.url, TEST_ACCESS_KEY, TEST_SECRET)
     env["NEXGEN_SHUFFLE_PARTITIONS"] = "4"
+    # the first load dies once after writing its manifest (before the catalog): Airflow retries the task
+    env.update({"NEXGEN_FAULT": "load.after_manifest", "NEXGEN_FAULT_ONCE": str(home / "fault-fired"),
+                "NEXGEN_RETRY_DELAY_SECONDS": "1"})
     data = home / "data"
     generate(data, SampleSpec(stores=2, skus=3, days=10, seed=5))
     raw = S3Store("nexgen-raw-data", "", s3)
@@ -85,6 +88,28 @@ def test_first_run_succeeds_and_publishes(dag_runs):
     assert "state=success" in out and "state=failed" not in out
     cat = read_catalog(S3Store("nexgen-loading-data", "", dag_runs["s3"]))
     assert len(cat.batches) == 1 and len(cat.partitions("features")) == 10
+
+
+def test_failed_load_is_retried_by_airflow_and_publishes_once(dag_runs):
+    out = dag_runs["first"].stdout + dag_runs["first"].stderr
+    assert (dag_runs["home"] / "fault-fired").read_text() == "load.after_manifest"
+    assert "injected fault at load.after_manifest" in out
+    assert out.count("running task <TaskInstance: nexgen_etl_pipeline.load") == 2
+    store = S3Store("nexgen-loading-data", "", dag_runs["s3"])
+    cat = read_catalog(store)
+    assert len(cat.batches) == 1 and len(list(store.list("_manifests/"))) == 1
+    live = set(cat.files("features"))
+    on_disk = {o.key for o in store.list("features/") if o.key.endswith(".parquet")}
+    assert on_disk == live and len(live) == 10
+    import io
+
+    import pyarrow.parquet as pq
+
+    import json
+
+    rows = sum(pq.read_metadata(io.BytesIO(store.get_bytes(k))).num_rows for k in live)
+    manifest = json.loads(store.get_bytes(f"_manifests/{cat.batches[0]}.json"))
+    assert rows == manifest["totals"]["rows_out"] and 50 <= rows <= 2 * 3 * 10
 
 
 def test_watermark_variable_advanced_by_commit(dag_runs):

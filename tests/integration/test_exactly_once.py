@@ -144,8 +144,16 @@ def steps_with_step_retry(p: Pipeline, spark):
     attempt(p.commit, plan, manifest)
 
 
-@pytest.mark.parametrize("mode", ["step-retry", "new-run"])
-@pytest.mark.parametrize("point", POINTS)
+# Every fault point retried as Airflow does (the same step again, same plan); the points where a whole new run
+# takes a different path (a new discover, a transform that finds its batch published, a publish that finds
+# leftovers) are also retried as a new run.
+NEW_RUN_POINTS = ("discover.after_lease", "transform.between_writes", "load.mid_copy", "load.after_catalog",
+                  "commit.before_write")
+CASES = [pytest.param(p, "step-retry", id=f"{p}-step-retry") for p in POINTS] + [
+    pytest.param(p, "new-run", id=f"{p}-new-run") for p in NEW_RUN_POINTS]
+
+
+@pytest.mark.parametrize("point, mode", CASES)
 def test_fault_then_retry_equals_clean_run(world, point, mode, monkeypatch):
     out, state = fresh_case(world)
     p = make_pipeline(world["s3"], world["raw"], out, state)
