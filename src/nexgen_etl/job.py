@@ -178,7 +178,9 @@ class BatchJob:
 
             fates.append(keyed.where(in_batch & F.col("_key_dup"))
                          .select("_source_key", F.lit("duplicates_key").alias("fate")))
-            fates.append(clean.rollup_fates(winners.where(in_batch), c).select("_source_key", F.col("_fate").alias("fate")))
+            # out vs merged is decided among all winners of the period, history included
+            fates.append(clean.rollup_fates(winners, c).where(in_batch)
+                         .select("_source_key", F.col("_fate").alias("fate")))
         t0 = self._timed("clean_and_features", t0)
 
         accounting = {k: {"rows_read": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_reasons": {},

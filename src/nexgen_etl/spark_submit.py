@@ -81,6 +81,8 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform") -> S
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
         "spark.sql.shuffle.partitions": os.environ.get("NEXGEN_SHUFFLE_PARTITIONS", "16"),
         "spark.sql.parquet.compression.codec": "snappy",
+        # UTC-aware timestamps for pyarrow/pandas/DuckDB readers (Spark's default INT96 has no time zone)
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         # many small raw files: pack them into few read tasks instead of one task per file
         "spark.sql.files.openCostInBytes": "131072",
         "spark.sql.files.maxPartitionBytes": "64m",

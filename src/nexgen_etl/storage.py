@@ -175,7 +175,9 @@ class LocalStore:
             self._path(k).unlink(missing_ok=True)
 
     def spark_uri(self, key: str) -> str:
-        return self._path(key).as_uri()
+        # A Hadoop path string, not a percent-encoded URI: Hadoop does not decode it, so as_uri()'s
+        # "period_date%3D2024-03-01" would name a folder that does not exist.
+        return "file://" + self._path(key).as_posix()
 
 
 def s3_client(s3: S3Settings, credentials: AwsCredentials | None = None):

@@ -29,13 +29,13 @@ def _normalised(col: Column, contract: Contract) -> SparkColumn:
     c = F.col(f"`{col.raw_name}`")
     if col.trim:
         c = F.trim(c)
+    nulls = list(contract.csv.null_values)
+    if nulls:  # compared before the case rule, so "NA" stays missing in a lower-cased column
+        c = F.when(c.isin(*nulls), F.lit(None)).otherwise(c)
     if col.case == "upper":
         c = F.upper(c)
     elif col.case == "lower":
         c = F.lower(c)
-    nulls = [v for v in contract.csv.null_values]
-    if nulls:
-        c = F.when(c.isin(*nulls), F.lit(None)).otherwise(c)
     return c
 
 
