@@ -159,7 +159,21 @@ def _parse_column(i: int, raw: Any) -> Column:
     if rollup not in ROLLUPS:
         raise ContractError(f"{where}.rollup: {rollup!r} is not one of {sorted(ROLLUPS)}")
     for bound in ("min", "max"):
-        if raw.get(bound) is not None and not isinstance(raw[bound], (int, float)):
+        value = raw.get(bound)
+        if value is None:
+            continue
+        if ctype in {"date", "timestamp"}:
+            import datetime as _dt
+
+            if isinstance(value, (_dt.date, _dt.datetime)):
+                raw[bound] = value.isoformat()
+            elif not isinstance(value, str):
+                raise ContractError(f"{where}.{bound}: must be an ISO date/time string for a {ctype} column")
+            try:
+                _dt.datetime.fromisoformat(raw[bound])
+            except ValueError:
+                raise ContractError(f"{where}.{bound}: {raw[bound]!r} is not an ISO date/time") from None
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ContractError(f"{where}.{bound}: must be a number")
     allowed = raw.get("allowed")
     if allowed is not None and not isinstance(allowed, list):

@@ -51,3 +51,20 @@ def inspect_header(data: bytes, key: str, contract: Contract) -> tuple[list[str]
         return None, {"reason": "missing_columns",
                       "detail": f"missing required {missing}; header has {header[:20]}"}
     return header, None
+
+
+def verify_gzip(chunks) -> dict | None:
+    """Decompress a whole gzip stream (bounded memory) so that a truncated or corrupt file is rejected at
+    extract, instead of failing the Spark job for the whole batch. None when it is sound."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        for chunk in chunks:
+            d.decompress(chunk, 1 << 20)
+            while d.unconsumed_tail:
+                d.decompress(d.unconsumed_tail, 1 << 20)
+        d.flush()
+    except zlib.error as exc:
+        return {"reason": "corrupt_compression", "detail": f"corrupt gzip: {exc}"}
+    if not d.eof:
+        return {"reason": "corrupt_compression", "detail": "truncated gzip (stream ends before its trailer)"}
+    return None

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from nexgen_etl.contract import Contract, load_contract
 from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
-from nexgen_etl.headers import HEAD_BYTES, inspect_header
+from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
 from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
 from nexgen_etl.spark_submit import submit_spec
@@ -94,6 +94,9 @@ class Pipeline:
                                         "up its current version")
             data = self.raw.get_head_bytes(obj.key, HEAD_BYTES) if obj.size else b""
             header, why = inspect_header(data, obj.key, self.contract)
+            if header is not None and obj.key.endswith(".gz"):
+                why = verify_gzip(self.raw.iter_bytes(obj.key))
+                header = None if why else header
             if header is None:
                 rejected[obj.key] = why
                 log.warning("extract: %s quarantined as a whole file: %s (%s)", obj.key, why["reason"], why["detail"])

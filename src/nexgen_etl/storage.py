@@ -41,6 +41,7 @@ class ObjectStore(Protocol):
     def head(self, key: str) -> ObjectInfo | None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def get_head_bytes(self, key: str, n: int) -> bytes: ...
+    def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def copy(self, src_key: str, dst_key: str) -> None: ...
     def delete(self, keys: Iterable[str]) -> None: ...
@@ -90,6 +91,11 @@ class S3Store:
 
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The whole object as a stream of chunks (bounded memory)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+        yield from body.iter_chunks(chunk)
 
     def get_head_bytes(self, key: str, n: int) -> bytes:
         """The first n bytes (one ranged GET)."""
@@ -152,6 +158,11 @@ class LocalStore:
     def get_head_bytes(self, key: str, n: int) -> bytes:
         with open(self._path(key), "rb") as fh:
             return fh.read(n)
+
+    def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as fh:
+            while data := fh.read(chunk):
+                yield data
 
     def put_bytes(self, key: str, data: bytes) -> None:
         p = self._path(key)

@@ -29,3 +29,14 @@ def test_inspect_header(data, key, header, reason):
     got, why = inspect_header(data, key, C)
     assert got == header
     assert (why or {}).get("reason") == reason
+
+
+def test_verify_gzip_accepts_sound_and_rejects_truncated_or_corrupt():
+    from nexgen_etl.headers import verify_gzip
+
+    data = gzip.compress(b"date,store_id,sku,units_sold\n" + b"2024-01-01,S1,K1,3\n" * 50000)
+    chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+    assert verify_gzip(iter(chunks)) is None
+    assert verify_gzip(iter(chunks[:-1]))["reason"] == "corrupt_compression"
+    assert "truncated" in verify_gzip(iter(chunks[:-1]))["detail"]
+    assert verify_gzip(iter([b"garbage" + data]))["reason"] == "corrupt_compression"

@@ -53,6 +53,14 @@ def _parsed(col: Column, s: SparkColumn) -> SparkColumn:
     return F.coalesce(*[fn(s, fmt) for fmt in col.formats])
 
 
+def _bound(col: Column, value) -> SparkColumn:
+    if col.type == "date":
+        return F.lit(value).cast("date")
+    if col.type == "timestamp":
+        return F.lit(value).cast("timestamp")
+    return F.lit(value)
+
+
 def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
     """Typed canonical columns, the raw string values, and `_reasons` (empty array: the row is valid)."""
     norm = {c.name: _normalised(c, contract) for c in contract.columns}
@@ -61,6 +69,9 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
     has_corrupt = CORRUPT in raw.columns
     if has_corrupt:
         checks.append(F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")))
+    # bytes that are not valid in the declared encoding decode to U+FFFD: never a real value
+    checks.append(F.when(F.concat_ws("", *[F.col(f"`{c.raw_name}`") for c in contract.columns]).contains("\ufffd"),
+                         F.lit("invalid_encoding")))
     for c in contract.columns:
         s = norm[c.name]
         v = _parsed(c, s)
@@ -71,9 +82,9 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
             checks.append(F.when(s.isNull(), F.lit(f"missing:{c.name}")))
         checks.append(F.when(s.isNotNull() & v.isNull(), F.lit(f"unparseable:{c.name}")))
         if c.min is not None:
-            checks.append(F.when(v < F.lit(c.min), F.lit(f"below_min:{c.name}")))
+            checks.append(F.when(v < _bound(c, c.min), F.lit(f"below_min:{c.name}")))
         if c.max is not None:
-            checks.append(F.when(v > F.lit(c.max), F.lit(f"above_max:{c.name}")))
+            checks.append(F.when(v > _bound(c, c.max), F.lit(f"above_max:{c.name}")))
         if c.allowed is not None:
             checks.append(F.when(v.isNotNull() & ~v.isin(*c.allowed), F.lit(f"not_allowed:{c.name}")))
     raw_values = F.to_json(F.struct(*[F.col(f"`{c.raw_name}`").alias(c.raw_name) for c in contract.columns]))
