@@ -174,13 +174,21 @@ class Pipeline:
         if not found.new:
             log.info("nothing new above the watermark (%s); nothing to do", wm.mark)
             return {"status": "nothing_new", "listed": found.listed}
-        plan = self.extract(found.new, wm.version)
-        if transform is None:
-            self.transform(plan, credentials)
-        else:
-            transform(plan)
-        manifest = self.load(plan)
-        self.commit(plan, manifest)
+        try:
+            plan = self.extract(found.new, wm.version)
+            if transform is None:
+                self.transform(plan, credentials)
+            else:
+                transform(plan)
+            manifest = self.load(plan)
+            self.commit(plan, manifest)
+        except BaseException:
+            # a failed pass gives the lease back (every step is safe to redo); a killed one leaves it to expire
+            try:
+                self.release_lease()
+            except Exception as exc:  # noqa: BLE001 - the original failure matters more
+                log.warning("could not release the lease after a failure: %s", exc)
+            raise
         return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
                 "totals": manifest.get("totals")}
 

@@ -201,7 +201,8 @@ def s3_client(s3: S3Settings, credentials: AwsCredentials | None = None):
         kwargs = {"aws_access_key_id": credentials.access_key_id,
                   "aws_secret_access_key": credentials.secret_access_key.reveal(),
                   "aws_session_token": credentials.session_token.reveal() if credentials.session_token else None}
-    cfg = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
+    attempts = int(os.environ.get("NEXGEN_S3_MAX_ATTEMPTS", "8"))
+    cfg = Config(retries={"max_attempts": attempts, "mode": "adaptive"}, connect_timeout=10, read_timeout=60,
                  s3={"addressing_style": "path" if s3.path_style else "auto"})
     return boto3.session.Session().client("s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
                                           config=cfg, **kwargs)

@@ -1,0 +1,101 @@
+"""A small HTTP reverse proxy in front of the S3 endpoint that injects S3 faults: 503 SlowDown answers,
+connection resets and stalls, on every n-th request that matches a method (and optionally a key substring)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+@dataclass
+class FaultRule:
+    kind: str  # "slowdown" (503), "reset" (close the socket), "stall" (wait, then close)
+    methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "POST", "DELETE")
+    every: int = 3  # fault on every n-th matching request (1: always — a persistent fault)
+    path_contains: str = ""
+    agent: str = ""  # only requests whose User-Agent contains this (e.g. "Boto3", "aws-sdk-java" for S3A)
+    seen: int = 0
+    injected: int = 0
+
+
+@dataclass
+class FaultProxy:
+    upstream: str
+    rules: list[FaultRule] = field(default_factory=list)
+    requests: int = 0
+
+    def start(self) -> "FaultProxy":
+        proxy = self
+        up = urlparse(self.upstream)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _fault(self) -> FaultRule | None:
+                for rule in proxy.rules:
+                    if (self.command in rule.methods and rule.path_contains in self.path
+                            and rule.agent in (self.headers.get("User-Agent") or "")):
+                        rule.seen += 1
+                        if rule.seen % rule.every == 0:
+                            rule.injected += 1
+                            return rule
+                return None
+
+            def _handle(self):
+                proxy.requests += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                rule = self._fault()
+                if rule and rule.kind == "slowdown":
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(SLOWDOWN)))
+                    self.end_headers()
+                    self.wfile.write(SLOWDOWN)
+                    return
+                if rule and rule.kind in {"reset", "stall"}:
+                    if rule.kind == "stall":
+                        time.sleep(2)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"connection"}}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                        self.send_header(k, v)
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
