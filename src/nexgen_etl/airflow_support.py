@@ -156,9 +156,9 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
         self._driver_memory = spec.driver_memory
         self._hook = None
         master = self._get_hook()._connection["master"]
-        self.env_vars = dict(spec.env)
+        self.env_vars = {}
         if master.startswith(("local", "spark://")):
-            self.env_vars.update(credentials_from_connection(self.aws_conn_id).as_env())
+            self.env_vars = {**spec.env, **credentials_from_connection(self.aws_conn_id).as_env()}
         else:
             # On YARN/Kubernetes the provider would turn env_vars into --conf flags (visible in argv and the
             # Spark UI), so credentials must come from the cluster's own identity (instance profile, IRSA).

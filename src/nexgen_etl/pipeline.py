@@ -19,7 +19,7 @@ from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
 from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
 from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
-from nexgen_etl.spark_submit import submit_spec
+from nexgen_etl.spark_submit import spark_submit_binary, submit_spec
 from nexgen_etl.faults import maybe_fail
 from nexgen_etl.state import LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
 from nexgen_etl.storage import ObjectInfo, ObjectStore, open_store, s3_client
@@ -126,7 +126,7 @@ class Pipeline:
     def transform(self, plan: BatchPlan, credentials: AwsCredentials | None) -> None:
         """spark-submit the job; credentials reach it only through the child's environment."""
         spec = submit_spec(self.settings)
-        argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)])
+        argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
         env = {**os.environ, **spec.env}
         if credentials is not None:
             env.update(credentials.as_env())

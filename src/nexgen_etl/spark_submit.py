@@ -16,6 +16,18 @@ from nexgen_etl.settings import PROJECT_ROOT, Settings
 ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
 
 
+def spark_submit_binary() -> str:
+    """The spark-submit of the installed PySpark (beside this interpreter), else whatever PATH has."""
+    beside = Path(sys.executable).parent / "spark-submit"
+    return str(beside) if beside.exists() else "spark-submit"
+
+
+def pyspark_home() -> str:
+    import pyspark
+
+    return str(Path(pyspark.__file__).parent)
+
+
 def transform_script() -> str:
     script = PROJECT_ROOT / "include" / "scripts" / "transform.py"
     if script.exists():
@@ -92,7 +104,7 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform") -> S
         **s3a_conf(settings),
         **settings.spark_conf,
     }
-    env = {}
+    env = {"SPARK_HOME": os.environ.get("SPARK_HOME") or pyspark_home()}
     if local or settings.spark_master.startswith("spark://"):
         # the driver and (same-host) executors use this interpreter, which has nexgen_etl installed
         conf.setdefault("spark.pyspark.python", sys.executable)
