@@ -122,6 +122,7 @@ class BatchJob:
         in_batch = F.col("_source_key").isin(batch_keys)
         schemas: dict[str, str] = {}
         fates: list[DataFrame] = []
+        quarantines: list[DataFrame] = []
         source_ranges: dict[str, dict] = {}
         new_dates: set[str] = set()
         parsed = batch_clean = None
@@ -136,14 +137,28 @@ class BatchJob:
                 new_dates.add(r[PARTITION_COLUMN])
                 rng = source_ranges.setdefault(r["_source_key"], {"min": r[PARTITION_COLUMN], "max": r[PARTITION_COLUMN]})
                 rng["min"], rng["max"] = min(rng["min"], r[PARTITION_COLUMN]), max(rng["max"], r[PARTITION_COLUMN])
-            quarantine = clean.quarantine_rows(parsed).withColumn("source_id", F.substring(F.sha1("_source_key"), 1, 16))
-            self.write(quarantine, "quarantine")
-            schemas["quarantine"] = quarantine.schema.json()
+            quarantines.append(clean.quarantine_rows(parsed))
             # one fate per input row, and rows read counted on their own; one aggregation at the end
             fates.append(parsed.select("_source_key", F.lit("rows_read").alias("fate")))
             fates.append(parsed.where(F.size(clean.REASONS) > 0)
                          .select("_source_key", F.concat(F.lit("q:"), F.col(clean.REASONS)[0]).alias("fate")))
             fates.append(valid.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
+        rejected = [(k, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
+                    for k, why in [(o.key, self.plan.rejected.get(o.key))] if why]
+        if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
+            files = self.spark.createDataFrame(rejected, "_source_key string, _source_etag string, why string, "
+                                                         "detail string")
+            quarantines.append(files.select("_source_key", "_source_etag", F.lit(None).cast("long").alias("_row_id"),
+                                            F.concat(F.lit("file:"), "why").alias("reason"),
+                                            F.concat(F.lit("file:"), "why").alias("reasons"),
+                                            F.col("detail").alias("raw_values")))
+        if quarantines:
+            quarantine = quarantines[0]
+            for q in quarantines[1:]:
+                quarantine = quarantine.unionByName(q)
+            quarantine = quarantine.withColumn("source_id", F.substring(F.sha1("_source_key"), 1, 16))
+            self.write(quarantine, "quarantine")
+            schemas["quarantine"] = quarantine.schema.json()
         t0 = self._timed("parse_and_quarantine", t0)
 
         # Dates an earlier version of these files contributed to must be recomputed too (corrections).

@@ -127,12 +127,15 @@ def test_bad_input(batch, case):
     if "file" in want:
         assert acc["file_rejected"]["reason"] == want["file"], acc["file_rejected"]
         assert acc["rows_read"] == 0 and acc["rows_out"] == 0
+        records = [r for r in batch["quarantine"] if r["_source_key"] == key]
+        assert [r["reason"] for r in records] == [f"file:{want['file']}"]  # one record for the whole file
+        assert records[0]["raw_values"]  # the detail of why
         return
     assert acc["file_rejected"] is None
     assert (acc["rows_read"], acc["rows_out"]) == (want["read"], want["out"]), acc
     assert acc["quarantine_reasons"] == want["q"]
     assert acc["rows_quarantined"] == sum(want["q"].values())
     assert acc["duplicates_exact"] == want.get("exact", 0) and acc["duplicates_key"] == want.get("key", 0)
-    mine = [r for r in batch["quarantine"] if r["_source_key"] == key]
+    mine = [r for r in batch["quarantine"] if r["_source_key"] == key and not r["reason"].startswith("file:")]
     assert len(mine) == acc["rows_quarantined"]
     assert all(r["reason"] and r["raw_values"] for r in mine)
