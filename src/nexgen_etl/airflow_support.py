@@ -110,22 +110,12 @@ def apply_operation(pipeline, params: dict) -> str | None:
     """The DAG params' state operation (reset, rewind, reprocess, rebuild) before the pass; None for 'run'."""
     from datetime import datetime
 
-    op = (params or {}).get("operation") or "run"
-    if op == "run":
+    params = params or {}
+    op = params.get("operation") or "run"
+    since = datetime.fromisoformat(params["since"]) if params.get("since") else None
+    if pipeline.apply_operation(op, to_batch=params.get("to_batch") or None, key=params.get("key") or None,
+                                prefix=params.get("prefix") or None, since=since) is None:
         return None
-    if op == "reset":
-        pipeline.reset()
-    elif op == "rebuild":
-        pipeline.rebuild_from_manifests()
-    elif op == "rewind":
-        if not params.get("to_batch"):
-            raise ValueError("operation 'rewind' needs the param to_batch")
-        pipeline.rewind(params["to_batch"])
-    elif op == "reprocess":
-        since = datetime.fromisoformat(params["since"]) if params.get("since") else None
-        pipeline.reprocess(key=params.get("key") or None, prefix=params.get("prefix") or None, since=since)
-    else:
-        raise ValueError(f"unknown operation {op!r}: use run, reset, rewind, reprocess or rebuild")
     return op
 
 

@@ -127,23 +127,17 @@ def cmd_state(args) -> int:
     if args.op == "show":
         print(store.read().to_json())
         return 0
-    p = build_pipeline(settings, store, creds)
-    if args.op == "reset":
-        wm = p.reset()
-    elif args.op == "rebuild":
-        wm = p.rebuild_from_manifests()
-    elif args.op == "rewind":
-        if not args.to:
-            raise SystemExit("state rewind: --to BATCH is required")
-        wm = p.rewind(args.to)
-    elif args.op == "unlock":
+    if args.op == "unlock":
         cur = store.read()
         wm = cur.without_lease((cur.lease or {}).get("owner", ""))
         if wm is not cur:
             store.compare_and_set(cur.revision, wm)
     else:
+        if args.op == "rewind" and not args.to:
+            raise SystemExit("state rewind: --to BATCH is required")
         since = datetime.fromisoformat(args.since) if args.since else None
-        wm = p.reprocess(key=args.key, prefix=args.prefix, since=since)
+        wm = build_pipeline(settings, store, creds).apply_operation(args.op, to_batch=args.to, key=args.key,
+                                                                    prefix=args.prefix, since=since)
     mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
     print(f"state {args.op}: version {wm.version}, watermark {mark}, {len(wm.reprocess)} keys to reprocess")
     return 0

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from functools import reduce
 from datetime import date, timedelta
 
 from pyspark import StorageLevel
@@ -86,9 +87,7 @@ class BatchJob:
                           for u, o in zip(uris, members)]
         if not frames:
             return None
-        raw = frames[0]
-        for f in frames[1:]:
-            raw = raw.unionByName(f)
+        raw = reduce(DataFrame.unionByName, frames)
         # map each file's path (as input_file_name() reports it) to its plan entry: literal maps, no join and
         # no Python workers
         def lookup(i: int):
@@ -143,8 +142,8 @@ class BatchJob:
             fates.append(parsed.where(F.size(clean.REASONS) > 0)
                          .select("_source_key", F.concat(F.lit("q:"), F.col(clean.REASONS)[0]).alias("fate")))
             fates.append(valid.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
-        rejected = [(k, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
-                    for k, why in [(o.key, self.plan.rejected.get(o.key))] if why]
+        rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
+                    if (why := self.plan.rejected.get(o.key))]
         if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
             files = self.spark.createDataFrame(rejected, "_source_key string, _source_etag string, why string, "
                                                          "detail string")
@@ -153,10 +152,8 @@ class BatchJob:
                                             F.concat(F.lit("file:"), "why").alias("reasons"),
                                             F.col("detail").alias("raw_values")))
         if quarantines:
-            quarantine = quarantines[0]
-            for q in quarantines[1:]:
-                quarantine = quarantine.unionByName(q)
-            quarantine = quarantine.withColumn("source_id", F.substring(F.sha1("_source_key"), 1, 16))
+            quarantine = reduce(DataFrame.unionByName, quarantines).withColumn(
+                "source_id", F.substring(F.sha1("_source_key"), 1, 16))
             self.write(quarantine, "quarantine")
             schemas["quarantine"] = quarantine.schema.json()
         t0 = self._timed("parse_and_quarantine", t0)
@@ -202,10 +199,7 @@ class BatchJob:
                           "duplicates_exact": 0, "duplicates_key": 0, "rows_merged": 0,
                           "file_rejected": self.plan.rejected.get(k)} for k in batch_keys}
         if fates:
-            union = fates[0]
-            for f in fates[1:]:
-                union = union.unionByName(f)
-            for r in union.groupBy("_source_key", "fate").count().collect():
+            for r in reduce(DataFrame.unionByName, fates).groupBy("_source_key", "fate").count().collect():
                 if r["_source_key"] not in accounting:
                     raise RuntimeError(f"rows from a path that is not in the plan: {r['_source_key']!r}")
                 acc = accounting[r["_source_key"]]

@@ -193,6 +193,23 @@ class Pipeline:
                 "totals": manifest.get("totals")}
 
     # -- operations -------------------------------------------------------------------------------------------
+    def apply_operation(self, op: str, to_batch: str | None = None, key: str | None = None,
+                        prefix: str | None = None, since: datetime | None = None) -> Watermark | None:
+        """One operator action by name (the CLI's `state` command and the DAG params share it); None for 'run'."""
+        if op == "run":
+            return None
+        if op == "reset":
+            return self.reset()
+        if op == "rebuild":
+            return self.rebuild_from_manifests()
+        if op == "rewind":
+            if not to_batch:
+                raise ValueError("operation 'rewind' needs the batch to go back to")
+            return self.rewind(to_batch)
+        if op == "reprocess":
+            return self.reprocess(key=key, prefix=prefix, since=since)
+        raise ValueError(f"unknown operation {op!r}: use run, reset, rewind, reprocess or rebuild")
+
     def _replace_state(self, build) -> Watermark:
         wm = self.check_lease()
         new = build(wm)
