@@ -16,7 +16,7 @@ PERIODS = {"day": 1, "hour": 1}
 ROLLUPS = {"sum", "mean", "last", "count", "max", "min"}
 CASES = {"upper", "lower", None}
 DUPLICATE_POLICIES = {"last"}
-MISSING_PERIOD_POLICIES = {"leave"}
+MISSING_PERIOD_POLICIES = {"leave", "fill_zero", "fill_null"}
 ROLLING_STATS = {"mean", "std", "min", "max"}
 
 DEFAULT_CONTRACT = Path(__file__).with_name("contracts") / "nexgen_sales.yaml"

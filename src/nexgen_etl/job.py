@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from functools import reduce
 from datetime import date, timedelta
 
@@ -98,12 +99,49 @@ class BatchJob:
         return raw.select(*expected, clean.CORRUPT, "_row_id", lookup(1).alias("_source_key"),
                           lookup(2).alias("_source_etag"), F.to_timestamp(lookup(3)).alias("_source_lm"))
 
-    def read_clean_history(self, catalog: Catalog, lo: date, hi: date) -> DataFrame | None:
-        parts = [p for p in catalog.partitions("clean") if lo.isoformat() <= p <= hi.isoformat()]
+    def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
+        parts = [p for p in catalog.partitions("clean") if in_spans(p, spans)]
         files = catalog.files("clean", parts)
         if not files:
             return None
         return self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+
+    def entity_extents(self, catalog: Catalog, batch_clean: DataFrame | None,
+                       in_batch) -> tuple[DataFrame, list[tuple[date, date]]]:
+        """Each entity's first and last period over all clean rows once this batch is in, and the calendar days
+        where a first or last period moved (the filled rows there appear or vanish).
+
+        Reads only the key and time columns of the whole published clean dataset: a gap can open or close far
+        from the batch's own dates (a new day months after an entity's last one, or a correction that removes
+        its last row)."""
+        c = self.contract
+        keys = list(c.keys)
+        p = clean.period_start(c).alias("_p")
+        kept = []
+        old = None
+        files = catalog.files("clean")
+        if files:
+            pub = self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+            pub = pub.select(*keys, c.time_column, "_source_key")
+            old = pub.groupBy(*keys).agg(F.min(p).alias("_of"), F.max(p).alias("_ol"))
+            kept.append(pub.where(~in_batch).select(*keys, p))
+        if batch_clean is not None:
+            kept.append(batch_clean.select(*keys, p))
+        if not kept:
+            return self.spark.createDataFrame([], "_first date, _last date"), []
+        new = (reduce(DataFrame.unionByName, kept).groupBy(*keys)
+               .agg(F.min("_p").alias("_first"), F.max("_p").alias("_last"))
+               .persist(StorageLevel.MEMORY_AND_DISK))
+        if old is None:
+            return new, []
+        of, ol, nf, nl = (F.col(x) for x in ("_of", "_ol", "_first", "_last"))
+        moved = old.join(new, keys, "full_outer").select(
+            F.least(F.when(of != nf, F.least(of, nf)), F.when(ol != nl, F.least(ol, nl)),
+                    F.when(nf.isNull(), of)).alias("lo"),
+            F.greatest(F.when(of != nf, F.greatest(of, nf)), F.when(ol != nl, F.greatest(ol, nl)),
+                       F.when(nf.isNull(), ol)).alias("hi"))
+        spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
+        return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
 
     def write(self, df: DataFrame, dataset: str) -> None:
         part = PARTITION_OF[dataset]
@@ -165,11 +203,21 @@ class BatchJob:
             if prev and prev.get("min"):
                 old_dates |= {p for p in catalog.partitions("clean") if prev["min"] <= p <= prev["max"]}
         clean_dates = sorted(new_dates | old_dates)
-        features_range = None
+        features_ranges: list[list[str]] = []
         if clean_dates:
             lb = lookback_days(c)
-            first, last = date.fromisoformat(clean_dates[0]), date.fromisoformat(clean_dates[-1])
-            hist = self.read_clean_history(catalog, first - timedelta(days=lb), last + timedelta(days=lb))
+            touched = [(date.fromisoformat(d), date.fromisoformat(d)) for d in clean_dates]
+            extents = None
+            if features.fills(c):
+                # a moved first or last period adds or removes filled rows away from the new rows
+                extents, moved = self.entity_extents(catalog, batch_clean, in_batch)
+                touched += moved
+            # features at t read t-lb … t: recompute each touched span and the lb days after it, reading the
+            # lb days before it back from the published clean data; far-apart spans stay separate
+            spans = merge_spans(touched)
+            history = merge_spans([(a - timedelta(days=lb), b + timedelta(days=lb)) for a, b in spans])
+            recompute = merge_spans([(a, b + timedelta(days=lb)) for a, b in spans])
+            hist = self.read_clean_history(catalog, history)
             frame = batch_clean
             if hist is not None:
                 hist = hist.where(~in_batch)
@@ -182,9 +230,12 @@ class BatchJob:
             keyed = clean.mark_key_duplicates(frame, c)
             winners = keyed.where(~F.col("_key_dup"))
             periods = clean.rollup_to_period(winners, c)
-            features_range = [first.isoformat(), (last + timedelta(days=lb)).isoformat()]
+            if extents is not None:
+                periods = features.fill_missing_periods(periods, extents, c, history)
+            features_ranges = [[a.isoformat(), b.isoformat()] for a, b in recompute]
             feats = features.finalize(features.build_features(periods, c), c)
-            feats = feats.where(F.col(PARTITION_COLUMN).between(*features_range))
+            feats = feats.where(reduce(lambda x, y: x | y, [F.col(PARTITION_COLUMN).between(a, b)
+                                                            for a, b in features_ranges]))
             self.write(feats, "features")
             schemas["features"] = feats.schema.json()
 
@@ -224,7 +275,7 @@ class BatchJob:
             "status": "staged",
             "catalog_version": catalog.version,
             "clean_partitions": clean_dates,
-            "features_range": features_range,
+            "features_ranges": features_ranges,
             # every source key owns one quarantine partition: replacing it drops an earlier version's rejects
             "quarantine_partitions": sorted(source_id(k) for k in batch_keys),
             "sources": {o.key: {"etag": o.etag, **source_ranges.get(o.key, {"min": None, "max": None})}
@@ -237,6 +288,21 @@ class BatchJob:
         maybe_fail("transform.before_result")
         self.fs.write_text(self.uri(self.staging + RESULT_NAME), json.dumps(result, indent=1, sort_keys=True))
         return result
+
+
+def merge_spans(spans: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
+    """Closed day spans, sorted, with overlapping or adjacent ones merged."""
+    out: list[tuple[date, date]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + timedelta(days=1):
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def in_spans(day: str, spans: list[tuple[date, date]]) -> bool:
+    return any(a.isoformat() <= day <= b.isoformat() for a, b in spans)
 
 
 def source_id(key: str) -> str:

@@ -54,10 +54,8 @@ def affected_partitions(dataset: str, result: dict, catalog: Catalog, staged: di
         return result["clean_partitions"]
     if dataset == "quarantine":
         return result["quarantine_partitions"]
-    rng = result.get("features_range")
-    if not rng:
-        return []
-    inside = lambda p: rng[0] <= p <= rng[1]  # noqa: E731
+    spans = result.get("features_ranges") or []
+    inside = lambda p: any(a <= p <= b for a, b in spans)  # noqa: E731
     return sorted({p for p in catalog.partitions(dataset) if inside(p)} | {p for p in staged if inside(p)})
 
 

@@ -140,13 +140,14 @@ class LocalStore:
                           etag=md5, size=st.st_size)
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
-        if not self.root.exists():
+        # walk only the folder the prefix names (like S3's prefix listing, not a scan of the whole store)
+        base = self.root / prefix.rpartition("/")[0]
+        if not base.is_dir():
             return
-        paths = sorted(p for p in self.root.rglob("*") if p.is_file())
-        for p in paths:
-            key = p.relative_to(self.root).as_posix()
+        keys = sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        for key in keys:  # in key order, as S3 lists
             if key.startswith(prefix) and (start_after is None or key > start_after):
-                yield self._info(p)
+                yield self._info(self._path(key))
 
     def head(self, key: str) -> ObjectInfo | None:
         p = self._path(key)

@@ -66,15 +66,15 @@ def scenario(tmp_path_factory, moto_server, credentials):
     env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp),
            "AWS_ACCESS_KEY_ID": credentials.access_key_id, "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key.reveal(),
            "AWS_DEFAULT_REGION": "us-east-1", "NEXGEN_S3_ENDPOINT": moto_server.url, "NEXGEN_SHUFFLE_PARTITIONS": "4"}
-    generate(tmp / "d1", SampleSpec(stores=3, skus=4, days=12, dirt=0.05, seed=11))
+    generate(tmp / "d1", SampleSpec(stores=6, skus=10, days=45, dirt=0.05, seed=11))  # ~3000 rows with d2
     upload(s3, raw, tmp / "d1")
     r1, _ = run(env, raw, inc, tmp / "inc.json")
     r2, _ = run(env, raw, inc, tmp / "inc.json")
-    generate(tmp / "d2", SampleSpec(stores=3, skus=4, days=4, start=date(2024, 1, 13), dirt=0.05, seed=12))
+    generate(tmp / "d2", SampleSpec(stores=6, skus=10, days=4, start=date(2024, 2, 15), dirt=0.05, seed=12))
     # a corrected version of an already processed day (same key, new content) ...
-    generate(tmp / "d2", SampleSpec(stores=3, skus=4, days=1, start=date(2024, 1, 5), dirt=0.0, seed=13))
+    generate(tmp / "d2", SampleSpec(stores=6, skus=10, days=1, start=date(2024, 1, 5), dirt=0.0, seed=13))
     # ... and a late file for an earlier day under a new key
-    generate(tmp / "late", SampleSpec(stores=3, skus=4, days=1, start=date(2024, 1, 3), dirt=0.0, seed=14,
+    generate(tmp / "late", SampleSpec(stores=6, skus=10, days=1, start=date(2024, 1, 3), dirt=0.0, seed=14,
                                       prefix="late"))
     upload(s3, raw, tmp / "d2")
     upload(s3, raw, tmp / "late")
@@ -107,7 +107,7 @@ def test_features_match_independent_reference(scenario):
     files = [(o.key, o.last_modified, store.get_bytes(o.key)) for o in store.list()]
     ref = reference.features(reference.clean_rows(files)).sort_values(KEYS).reset_index(drop=True)
     got = published(s3, scenario["inc"])
-    assert len(got) == len(ref)
+    assert len(got) == len(ref) and len(ref) > 2500
     assert (got[["store_id", "sku"]].to_numpy() == ref[["store_id", "sku"]].to_numpy()).all()
     for col in [c for c in ref.columns if c.startswith(("units_sold_", "unit_price_"))] + ["units_sold"]:
         a, b = got[col].astype(float).to_numpy(), ref[col].astype(float).to_numpy()

@@ -81,3 +81,75 @@ def test_changing_target_at_t_changes_no_feature_at_t(spark):
     b = features.finalize(features.build_features(periods(spark, changed), c), c).where("date = '2024-01-05'")
     assert a.select(f).collect() == b.select(f).collect()
     assert a.select("units_sold").collect() != b.select("units_sold").collect()
+
+
+def filled(spark, policy, rows, extents, lo=D(2024, 1, 1), hi=D(2024, 1, 10), spans=None):
+    c = contract()
+    d = yaml.safe_load(DEFAULT_CONTRACT.read_text())
+    d["missing_periods"] = policy
+    d["features"] = {"lags": [1, 2], "rolling": {"windows": [3], "stats": ["mean", "min"]}, "calendar": False,
+                     "price": True}
+    c = parse_contract(d)
+    ext = spark.createDataFrame(extents, "store_id string, sku string, _first date, _last date")
+    p = features.fill_missing_periods(periods(spark, rows), ext, c, spans or [(lo, hi)])
+    df = features.finalize(features.build_features(p, c), c)
+    assert df.columns == features.output_columns(c) and "is_filled" in df.columns
+    return {(r["store_id"], r["date"]): r.asDict() for r in df.collect()}
+
+
+GAPPY = [("S1", "K", D(2024, 1, 2), 10.0, 2.0, 1), ("S1", "K", D(2024, 1, 5), 40.0, 4.0, 0)]
+
+
+def test_fill_zero_fills_gaps_between_first_and_last_period_only(spark):
+    # the extents say S1/K's history goes on to Jan 6 (a row outside this frame), S2/K has one day
+    out = filled(spark, "fill_zero", GAPPY + [("S2", "K", D(2024, 1, 8), 7.0, 1.0, 0)],
+                 [("S1", "K", D(2024, 1, 2), D(2024, 1, 6)), ("S2", "K", D(2024, 1, 8), D(2024, 1, 8))])
+    assert sorted(d.day for s, d in out if s == "S1") == [2, 3, 4, 5, 6]  # Jan 1 is before the first period
+    assert [d.day for s, d in out if s == "S2"] == [8]
+    jan3, jan4, jan5 = (out[("S1", D(2024, 1, d))] for d in (3, 4, 5))
+    assert (jan3["units_sold"], jan3["is_filled"], jan3["unit_price"], jan3["promo"]) == (0.0, True, None, 0)
+    assert out[("S1", D(2024, 1, 2))]["is_filled"] is False and jan5["is_filled"] is False
+    assert jan5["units_sold_lag_1"] == 0.0 and jan5["units_sold_lag_2"] == 0.0  # filled, not null
+    assert jan5["units_sold_roll_mean_3"] == pytest.approx(10.0 / 3) and jan5["units_sold_roll_min_3"] == 0.0
+    assert jan4["units_sold_lag_2"] == 10.0
+    assert jan5["unit_price_change_1"] is None and jan5["unit_price_ratio_mean_3"] == pytest.approx(2.0)
+
+
+def test_fill_null_adds_rows_with_null_target(spark):
+    out = filled(spark, "fill_null", GAPPY, [("S1", "K", D(2024, 1, 2), D(2024, 1, 5))])
+    assert sorted(d.day for _, d in out) == [2, 3, 4, 5]
+    jan4, jan5 = out[("S1", D(2024, 1, 4))], out[("S1", D(2024, 1, 5))]
+    assert jan4["units_sold"] is None and jan4["is_filled"] is True
+    assert jan5["units_sold_lag_1"] is None and jan5["units_sold_lag_2"] is None
+    assert jan5["units_sold_roll_mean_3"] == 10.0  # nulls are skipped: only Jan 2 counts
+
+
+def test_fill_is_clipped_to_the_frame(spark):
+    out = filled(spark, "fill_zero", GAPPY, [("S1", "K", D(2023, 12, 1), D(2024, 2, 1))],
+                 lo=D(2024, 1, 1), hi=D(2024, 1, 6))
+    assert sorted(d.day for _, d in out) == [1, 2, 3, 4, 5, 6]
+
+
+def test_leave_adds_no_rows_and_no_flag(spark):
+    c = contract()
+    ext = spark.createDataFrame([("S1", "K", D(2024, 1, 2), D(2024, 1, 5))],
+                                "store_id string, sku string, _first date, _last date")
+    p = features.fill_missing_periods(periods(spark, GAPPY), ext, c, [(D(2024, 1, 1), D(2024, 1, 10))])
+    assert p.count() == 2 and "is_filled" not in p.columns
+
+
+def test_fill_only_inside_the_frame_spans(spark):
+    out = filled(spark, "fill_zero", GAPPY, [("S1", "K", D(2024, 1, 2), D(2024, 1, 9))],
+                 spans=[(D(2024, 1, 1), D(2024, 1, 3)), (D(2024, 1, 6), D(2024, 1, 8))])
+    assert sorted(d.day for _, d in out) == [2, 3, 5, 6, 7, 8]  # 5 is real; 4 and 9 lie outside the spans
+    assert sorted(d.day for (_, d), r in out.items() if r["is_filled"]) == [3, 6, 7, 8]
+
+
+def test_merge_spans():
+    from nexgen_etl.job import merge_spans
+
+    s = [(D(2024, 1, 10), D(2024, 1, 12)), (D(2024, 1, 1), D(2024, 1, 3)), (D(2024, 1, 4), D(2024, 1, 4)),
+         (D(2024, 1, 11), D(2024, 1, 20)), (D(2024, 2, 1), D(2024, 2, 1))]
+    assert merge_spans(s) == [(D(2024, 1, 1), D(2024, 1, 4)), (D(2024, 1, 10), D(2024, 1, 20)),
+                              (D(2024, 2, 1), D(2024, 2, 1))]
+    assert merge_spans([]) == []

@@ -6,6 +6,8 @@ k periods before t and never t itself, so no feature at t can see the target at 
 
 from __future__ import annotations
 
+from datetime import date
+
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -15,6 +17,7 @@ from nexgen_etl.contract import Contract
 PERIOD = "_period"
 T = "_t"
 PARTITION_COLUMN = "period_date"
+FILLED = "is_filled"
 
 _STATS = {"mean": F.avg, "std": F.stddev_samp, "min": F.min, "max": F.max}
 
@@ -84,10 +87,58 @@ def build_features(periods: DataFrame, contract: Contract) -> DataFrame:
     return df.select("*", *out)
 
 
+def fills(contract: Contract) -> bool:
+    return contract.missing_periods != "leave"
+
+
+def period_step(contract: Contract) -> SparkColumn:
+    return F.expr("INTERVAL 1 DAY") if contract.period == "day" else F.expr("INTERVAL 1 HOUR")
+
+
+def fill_missing_periods(periods: DataFrame, extents: DataFrame, contract: Contract,
+                         spans: list[tuple[date, date]]) -> DataFrame:
+    """Adds a row for every period with no row between an entity's first and last period, inside the calendar
+    day spans given (the frame the features are computed on).
+
+    extents: one row per entity with `_first` and `_last` periods over all its clean rows (not just the frame),
+    so a gap is filled the same way whichever batch the neighbouring rows came in. A filled row has the target
+    0 (`fill_zero`) or null (`fill_null`), each other column its declared `default` or null, and `is_filled`
+    true. With `leave` the rows are returned as they are (and no `is_filled` column is added).
+    """
+    if not fills(contract) or not spans:
+        return periods
+    keys = list(contract.keys)
+    frame = periods.sparkSession.createDataFrame(spans, "_lo date, _hi date")
+    lo, hi = F.col("_lo"), F.col("_hi")
+    if contract.period == "hour":
+        lo, hi = F.to_timestamp(lo), F.to_timestamp(hi) + F.expr("INTERVAL 23 HOURS")
+    start, end = F.greatest(F.col("_first"), lo), F.least(F.col("_last"), hi)
+    grid = (extents.crossJoin(F.broadcast(frame)).where(start <= end)
+            .select(*keys, F.explode(F.sequence(start, end, period_step(contract))).alias(PERIOD)))
+    missing = grid.join(periods.select(*keys, PERIOD), [*keys, PERIOD], "left_anti")
+    declared = {c.name: c for c in contract.columns}
+    values = []
+    for fld in periods.schema.fields:
+        if fld.name in keys or fld.name == PERIOD:
+            continue
+        if fld.name == contract.target:
+            value = F.lit(0) if contract.missing_periods == "fill_zero" else F.lit(None)
+        elif fld.name == contract.time_column:
+            value = F.col(PERIOD)
+        elif fld.name in declared and declared[fld.name].default is not None:
+            value = F.lit(declared[fld.name].default)
+        else:
+            value = F.lit(None)
+        values.append(value.cast(fld.dataType).alias(fld.name))
+    filled = missing.select(*keys, PERIOD, *values).withColumn(FILLED, F.lit(True))
+    return periods.withColumn(FILLED, F.lit(False)).unionByName(filled)
+
+
 def output_columns(contract: Contract) -> list[str]:
-    """The published column order: keys, period, declared columns, features, lineage, partition."""
+    """The published column order: keys, period, declared columns, features, the fill flag, partition."""
     declared = [c.name for c in contract.columns if c.name not in contract.keys and c.name != contract.time_column]
-    return [*contract.keys, contract.time_column, *declared, *feature_columns(contract), PARTITION_COLUMN]
+    filled = [FILLED] if fills(contract) else []
+    return [*contract.keys, contract.time_column, *declared, *feature_columns(contract), *filled, PARTITION_COLUMN]
 
 
 def finalize(features: DataFrame, contract: Contract) -> DataFrame:
