@@ -25,10 +25,17 @@ DEMO_SECRET = "demo-secret-key-not-a-real-one"
 
 
 def _upload(client, folder: Path) -> int:
+    import logging
+
+    from nexgen_etl.progress import Progress
+
     store = S3Store(RAW_BUCKET, "", client)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
+    progress = Progress(logging.getLogger("nexgen_etl"), f"upload to {store.url}: files", total=len(files))
     for p in files:
         store.upload_file(p, p.relative_to(folder).as_posix())
+        progress.update(amount=p.stat().st_size)
+    progress.done()
     return len(files)
 
 
