@@ -113,9 +113,10 @@ def build_report(manifest: dict, steps: list[dict], series: list[dict], target: 
         "code_version": manifest.get("code_version"),
         "spark_version": manifest.get("spark_version"),
         "totals": totals,
-        "quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "quarantine_reasons": dict(sorted(reasons.items())),
         "files": files,
-        "outputs": {ds: {"partitions": len(parts), "files": sum(len(v) for v in parts.values())}
+        # partitions left with no file were emptied by the batch (e.g. a correction removed their rows)
+        "outputs": {ds: {"partitions": sum(1 for v in parts.values() if v), "files": sum(len(v) for v in parts.values())}
                     for ds, parts in sorted(outputs.items())},
         "batch_periods": batch_periods,
         "steps": steps,
@@ -128,6 +129,11 @@ def finalise_report(report: dict, steps: list[dict], stage: str, state_version: 
     """The load-time report brought up to date at commit: its numbers stand, the steps and stage move on."""
     return {**report, "stage": stage, "steps": steps, "state_version": state_version,
             "generated_at": datetime.now(timezone.utc).isoformat()}
+
+
+def reasons_by_count(report: dict) -> dict[str, int]:
+    """Quarantine reasons, most frequent first (the stored JSON has its keys sorted by name)."""
+    return dict(sorted(report["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _mb(n: int) -> str:
@@ -149,7 +155,7 @@ def render_text(report: dict, location: str | None = None) -> str:
     if report["quarantine_reasons"]:
         lines.append("quarantine reasons:")
         width = max(len(r) for r in report["quarantine_reasons"])
-        lines += [f"  {r:<{width}}  {n}" for r, n in report["quarantine_reasons"].items()]
+        lines += [f"  {r:<{width}}  {n}" for r, n in reasons_by_count(report).items()]
     lines.append("per file:                                    read     out   quar   dups merged")
     for f in report["files"]:
         note = f"  [rejected: {f['file_rejected']}]" if f["file_rejected"] else ""
@@ -270,7 +276,7 @@ def render_html(report: dict) -> str:
         f"<h2>{e(col)} per period (total over all entities)</h2>",
         f'<p class="muted">{len(report["batch_periods"])} periods written by this batch in orange, the published '
         "history before them in blue.</p>", svg_target_chart(report["target"]["series"], col),
-        "<h2>Quarantine reasons</h2>", svg_bar_chart(report["quarantine_reasons"], "quarantine-chart"),
+        "<h2>Quarantine reasons</h2>", svg_bar_chart(reasons_by_count(report), "quarantine-chart"),
         "<h2>Files</h2>", files, "<h2>Outputs</h2>", outputs,
         "<h2>Time per step</h2>", svg_bar_chart(steps, "steps-chart", unit=" s"), inner,
         f'<p class="muted">generated {e(report["generated_at"])}</p>', "</body></html>"])
