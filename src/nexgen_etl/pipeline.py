@@ -164,9 +164,13 @@ class Pipeline:
         log.info("transform: %s", " ".join(argv[:3] + ["…", spec.application]))
         t0 = time.monotonic()
         with self.timed_step(plan.batch_id, "transform"):
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            tail = relay_spark_output(proc.stdout, sys.stderr if self.console_progress else None)
-            if proc.wait() != 0:
+            with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+                try:
+                    tail = relay_spark_output(proc.stdout, sys.stderr if self.console_progress else None)
+                except BaseException:  # e.g. Ctrl-C: leave no spark-submit behind
+                    proc.kill()
+                    raise
+            if proc.returncode != 0:
                 raise RuntimeError(f"spark-submit failed with exit code {proc.returncode}:\n" + "\n".join(tail))
         log.info("transform: done in %.1fs", time.monotonic() - t0)
 
@@ -190,7 +194,7 @@ class Pipeline:
         if any(b.get("batch_id") == plan.batch_id for b in wm.recent_batches):
             log.info("commit: batch %s already committed (state v%d)", plan.batch_id, wm.version)
             self.release_lease()
-            if (run_report.read_report(self.out, plan.batch_id) or {}).get("stage") != "commit":
+            if self._report_stage(plan.batch_id) != "commit":
                 self._record(plan.batch_id, run_report.step_record("commit", started, time.monotonic() - t0))
                 self.write_report(plan.batch_id, "commit")
             return self.state.read()
@@ -214,6 +218,12 @@ class Pipeline:
             run_report.record_step(self.out, batch_id, record)
         except Exception as exc:  # noqa: BLE001 - the report is an observer of the batch, not part of it
             log.warning("report: could not record the %s timing of batch %s: %s", record["step"], batch_id, exc)
+
+    def _report_stage(self, batch_id: str) -> str | None:
+        try:
+            return (run_report.read_report(self.out, batch_id) or {}).get("stage")
+        except Exception:  # noqa: BLE001 - unreadable: write it again
+            return None
 
     @contextlib.contextmanager
     def timed_step(self, batch_id: str, step: str):
