@@ -162,7 +162,8 @@ def render_text(report: dict, location: str | None = None) -> str:
         lines.append(f"  {f['key'][-40:]:<40} {f['rows_read']:>7} {f['rows_out']:>7} {f['rows_quarantined']:>6} "
                      f"{f['duplicates']:>6} {f['rows_merged']:>6}{note}")
     if report["steps"]:
-        lines.append("steps: " + "  ".join(f"{s['step']} {s['seconds']:.1f}s" for s in report["steps"]))
+        lines.append("steps: " + "  ".join(f"{s['step']} {s['seconds']:.{2 if s['seconds'] < 10 else 1}f}s"
+                                           for s in report["steps"]))
     series = report["target"]["series"]
     if series:
         batch = [p for p in series if p["in_batch"]]

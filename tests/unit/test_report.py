@@ -68,7 +68,7 @@ def test_text_summary(report):
     assert text.index("bad_date") < text.index("file:bad_header")  # most frequent reason first
     assert "read 15  out 8  quarantined 3  duplicates 3 (exact 1, key 2)  merged by roll-up 1" in text
     assert "files in: 3 (1290 B), 1 rejected as a whole" in text
-    assert "steps: discover 0.5s  load 2.0s" in text
+    assert "steps: discover 0.50s  load 2.00s" in text
     assert "batch total 9.50" in text and text.endswith("report: s3://out/_reports/x/report.html")
 
 
