@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from nexgen_etl import report as run_report
-
 from nexgen_etl.contract import Contract, load_contract
 from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
 from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
