@@ -58,7 +58,7 @@ def nexgen_etl_pipeline():
             print(f"No new files above the watermark {mark}; nothing to do.")
             return False
         return {"objects": [o.to_dict() for o in found.new], "state_version": wm.version,
-                "deferred": found.deferred}
+                "deferred": found.deferred, "timing": found.timing}
 
     @task
     def extract(discovered: dict) -> dict:
@@ -67,14 +67,14 @@ def nexgen_etl_pipeline():
         from nexgen_etl.storage import ObjectInfo
 
         plan = airflow_pipeline().extract([ObjectInfo.from_dict(o) for o in discovered["objects"]],
-                                          discovered["state_version"])
+                                          discovered["state_version"], discovered.get("timing"))
         return {"batch_id": plan.batch_id, "files": len(plan.objects), "bytes": plan.total_bytes}
 
     transform = NexgenSparkSubmitOperator(task_id="transform", conn_id="spark_default", name="nexgen-etl-transform")
 
     @task
     def load(batch: dict) -> dict:
-        """Publish the staged output and the manifest (all at once, never twice)."""
+        """Publish the staged output and the manifest (all at once, never twice); write the run report."""
         from nexgen_etl.airflow_support import airflow_pipeline
 
         p = airflow_pipeline()
@@ -83,7 +83,7 @@ def nexgen_etl_pipeline():
 
     @task
     def commit(batch: dict, loaded: dict) -> dict:
-        """Advance the watermark Variable (compare-and-set), only after load succeeded."""
+        """Advance the watermark Variable (compare-and-set), only after load succeeded; finalise the report."""
         from nexgen_etl.airflow_support import airflow_pipeline
 
         p = airflow_pipeline()

@@ -154,4 +154,5 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
             # Spark UI), so credentials must come from the cluster's own identity (instance profile, IRSA).
             self.log.info("master %s: AWS credentials come from the cluster's IAM identity, not env_vars", master)
         self._hook = None
-        return super().execute(context)
+        with pipeline.timed_step(batch["batch_id"], "transform"):  # its wall time, for the run report
+            return super().execute(context)

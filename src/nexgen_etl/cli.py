@@ -1,4 +1,4 @@
-"""`nexgen-etl`: the command-line door into the pipeline (generate, run, status, demo)."""
+"""`nexgen-etl`: the command-line door into the pipeline (generate, run, step, state, status, report, demo)."""
 
 from __future__ import annotations
 
@@ -61,11 +61,15 @@ def cmd_generate(args) -> int:
         settings = _settings(args)
         from nexgen_etl.storage import open_store, s3_client
 
+        from nexgen_etl.progress import Progress
+
         store = open_store(args.upload, lambda: s3_client(settings.s3, _credentials()))
-        for i, f in enumerate(files, 1):
+        progress = Progress(log, f"upload to {store.url}: files", total=len(files))
+        for f in files:
             store.upload_file(f, f.relative_to(args.out).as_posix())
-            if i % 50 == 0 or i == len(files):
-                print(f"uploaded {i}/{len(files)} files to {store.url}", flush=True)
+            progress.update(amount=f.stat().st_size)
+        progress.done()
+        print(f"uploaded {len(files)} files to {store.url}")
     return 0
 
 
@@ -78,6 +82,7 @@ def cmd_run(args) -> int:
     creds = _credentials()
     preflight(settings, creds, source="boto3 default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role")
     pipeline = build_pipeline(settings, _state_store(settings, creds), creds)
+    pipeline.console_progress = _console_progress()
     result = pipeline.run_once(creds)
     while args.until_empty and result["status"] == "committed" and result.get("deferred"):
         result = pipeline.run_once(creds)
@@ -93,12 +98,13 @@ def cmd_step(args) -> int:
     settings = _settings(args)
     creds = _credentials()
     p = build_pipeline(settings, _state_store(settings, creds), creds)
+    p.console_progress = _console_progress()
     if args.step == "extract":
         found, wm = p.discover()
         if not found.new:
             print(json.dumps({"status": "nothing_new"}))
             return 0
-        plan = p.extract(found.new, wm.version)
+        plan = p.extract(found.new, wm.version, found.timing)
         print(json.dumps({"batch_id": plan.batch_id, "files": len(plan.objects), "plan": p.plan_uri(plan.batch_id)}))
         return 0
     if not args.batch:
@@ -165,6 +171,44 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Print a batch's run report (or write its HTML locally); rebuilt from the manifest when none was stored."""
+    from nexgen_etl import report as run_report
+    from nexgen_etl.publish import read_catalog
+    from nexgen_etl.storage import open_store, s3_client
+
+    settings = _settings(args)
+    creds = _credentials()
+    out = open_store(settings.output_url, lambda: s3_client(settings.s3, creds))
+    batch_id = args.batch
+    if batch_id == "latest":
+        batches = read_catalog(out).batches
+        if not batches:
+            raise SystemExit(f"report: no published batch in {out.url}")
+        batch_id = batches[-1]
+    rep = run_report.read_report(out, batch_id)
+    location = f"{out.url}{run_report.report_key(batch_id, 'html')}"
+    if rep is None:
+        log.warning("report: none stored for batch %s; building it from the manifest", batch_id)
+        rep = run_report.collect_report(out, batch_id, "rebuilt")
+        location = None
+    if args.html:
+        Path(args.html).write_text(run_report.render_html(rep), encoding="utf-8")
+        print(f"wrote {args.html}")
+    elif args.json:
+        print(json.dumps(rep, indent=1, sort_keys=True))
+    else:
+        print(run_report.render_text(rep, location))
+    return 0
+
+
+def _console_progress() -> bool:
+    """Spark's console progress bar only for a person at a terminal (never in task logs or pipes)."""
+    from nexgen_etl.progress import interactive
+
+    return interactive()
+
+
 def cmd_demo(args) -> int:
     from nexgen_etl.demo import run_demo
 
@@ -223,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     locations(s)
     s.add_argument("--last", type=int, default=10)
     s.set_defaults(func=cmd_status)
+
+    rp = sub.add_parser("report", help="a batch's run report: files, rows, quarantine reasons, step times, chart")
+    rp.add_argument("batch", help="batch id, or 'latest' (the last batch in the catalog)")
+    rp.add_argument("--html", metavar="PATH", help="write the HTML report (with its charts) to this local file")
+    rp.add_argument("--json", action="store_true", help="print the report's JSON instead of the text summary")
+    locations(rp)
+    rp.set_defaults(func=cmd_report)
 
     d = sub.add_parser("demo", help="the whole pipeline on a local S3 endpoint with sample data, under Airflow")
     d.add_argument("--no-airflow", action="store_true", help="run the steps with `run` instead of Airflow")

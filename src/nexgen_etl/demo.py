@@ -25,10 +25,17 @@ DEMO_SECRET = "demo-secret-key-not-a-real-one"
 
 
 def _upload(client, folder: Path) -> int:
+    import logging
+
+    from nexgen_etl.progress import Progress
+
     store = S3Store(RAW_BUCKET, "", client)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
+    progress = Progress(logging.getLogger("nexgen_etl"), f"upload to {store.url}: files", total=len(files))
     for p in files:
         store.upload_file(p, p.relative_to(folder).as_posix())
+        progress.update(amount=p.stat().st_size)
+    progress.done()
     return len(files)
 
 
@@ -84,7 +91,7 @@ def run_demo(airflow: bool = True, keep: bool = False, days: int = 35) -> int:
         else:
             _cli_run(env)
             _cli_run(env)
-        _show_output(client)
+        _show_output(client, work)
     if not keep:
         shutil.rmtree(work / "drop1", ignore_errors=True)
         shutil.rmtree(work / "drop2", ignore_errors=True)
@@ -100,11 +107,12 @@ def _cli_run(env: dict) -> None:
     subprocess.run([venv_bin("nexgen-etl"), "run"], env=cli_env, check=True)
 
 
-def _show_output(client) -> None:
+def _show_output(client, work: Path) -> None:
     import io
 
     import pyarrow.parquet as pq
 
+    from nexgen_etl import report as run_report
     from nexgen_etl.publish import read_catalog, read_manifest
 
     out = S3Store(LOADING_BUCKET, "", client)
@@ -116,6 +124,13 @@ def _show_output(client) -> None:
     for b in cat.batches:
         m = read_manifest(out, b) or {}
         print(f"  batch {b}: {len(m.get('inputs', []))} files, totals {m.get('totals')}")
+        print(f"    report: {out.url}{run_report.report_key(b, 'html')}")
+    last = run_report.read_report(out, cat.batches[-1])
+    if last is not None:
+        page = work / "report-latest.html"
+        page.write_text(run_report.render_html(last), encoding="utf-8")
+        print(f"\nrun report of the last batch (open {page} in a browser for the charts):")
+        print(run_report.render_text(last))
     sample = pq.read_table(io.BytesIO(out.get_bytes(files[-1]))).slice(0, 3).to_pylist()
     print("sample rows:")
     for r in sample:

@@ -21,6 +21,7 @@ class Discovery:
     listed: int
     ignored: list[str] = field(default_factory=list)  # keys that are not source files (wrong pattern, folder markers)
     deferred: int = 0  # new objects left for a later batch by the batch cap
+    timing: dict | None = None  # the discover step's start and duration, for the run report
 
 
 def discover_new_objects(listing: Iterable[ObjectInfo], watermark: Watermark, contract: Contract) -> Discovery:

@@ -5,15 +5,21 @@ The CLI runs all steps in one process; each Airflow task calls exactly one of th
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import subprocess
+import sys
 import time
 import socket
 import uuid
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from nexgen_etl import report as run_report
 from nexgen_etl.contract import Contract, load_contract
 from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
 from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
@@ -21,6 +27,7 @@ from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
 from nexgen_etl.spark_submit import spark_submit_binary, submit_spec
 from nexgen_etl.faults import maybe_fail
+from nexgen_etl.progress import Progress
 from nexgen_etl.state import LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
 from nexgen_etl.storage import ObjectInfo, ObjectStore, open_store, s3_client
 
@@ -44,6 +51,7 @@ class Pipeline:
     out: ObjectStore
     state: StateStore
     owner: str = field(default_factory=lambda: f"cli:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    console_progress: bool = False  # Spark's console progress bar on stderr (the CLI on a terminal only)
 
     # -- lease ------------------------------------------------------------------------------------------------
     def acquire_lease(self) -> Watermark:
@@ -70,10 +78,11 @@ class Pipeline:
     def discover(self) -> tuple[Discovery, Watermark]:
         """Take the lease, then list the raw location against the watermark. Releases the lease when nothing is
         new (the run ends there)."""
+        started, t0 = datetime.now(timezone.utc), time.monotonic()
         wm = self.acquire_lease()
         maybe_fail("discover.after_lease")
-        t0 = time.monotonic()
-        found = discover_new_objects(self.raw.list(self.contract.source.prefix), wm, self.contract)
+        found = discover_new_objects(self._listing(self.contract.source.prefix), wm, self.contract)
+        found = dataclasses.replace(found, timing=run_report.step_record("discover", started, time.monotonic() - t0))
         log.info("discover: listed %d objects in %s in %.2fs; %d new (%d bytes), %d deferred by the batch cap, "
                  "%d ignored (not matching %s)", found.listed, self.raw.url, time.monotonic() - t0, len(found.new),
                  sum(o.size for o in found.new), found.deferred, len(found.ignored), list(self.contract.source.patterns))
@@ -81,10 +90,25 @@ class Pipeline:
             self.release_lease()
         return found, wm
 
+    def _listing(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The raw listing, with progress (objects so far, pages) for listings long enough to wait for."""
+        pages0 = getattr(self.raw, "list_calls", None)
+        progress = Progress(log, "discover: objects listed")
+
+        def pages() -> str:
+            return "" if pages0 is None else f"{self.raw.list_calls - pages0} pages"
+
+        for obj in self.raw.list(prefix):
+            yield obj
+            progress.update(note=pages())
+        progress.done(note=pages())
+
     # -- extract ----------------------------------------------------------------------------------------------
-    def extract(self, objects: list[ObjectInfo], state_version: int) -> BatchPlan:
+    def extract(self, objects: list[ObjectInfo], state_version: int, discover_timing: dict | None = None) -> BatchPlan:
         """Check every object is still the version listed and inspect its header (one ranged GET each), then
-        freeze the plan (idempotent: the same object versions give the same id and plan)."""
+        freeze the plan (idempotent: the same object versions give the same id and plan). `discover_timing` (from
+        Discovery.timing) is recorded for the run report once the batch has an id."""
+        started, t0 = datetime.now(timezone.utc), time.monotonic()
         headers: dict[str, list[str]] = {}
         rejected: dict[str, dict] = {}
         for obj in objects:
@@ -111,6 +135,9 @@ class Pipeline:
             plan = BatchPlan.from_json(self.out.get_bytes(plan_key(plan.batch_id)).decode())
         log.info("extract: batch %s frozen with %d files, %d bytes", plan.batch_id, len(plan.objects),
                  plan.total_bytes)
+        if discover_timing:
+            self._record(plan.batch_id, discover_timing)
+        self._record(plan.batch_id, run_report.step_record("extract", started, time.monotonic() - t0))
         maybe_fail("extract.after_plan")
         return plan
 
@@ -124,37 +151,51 @@ class Pipeline:
 
     # -- transform --------------------------------------------------------------------------------------------
     def transform(self, plan: BatchPlan, credentials: AwsCredentials | None) -> None:
-        """spark-submit the job; credentials reach it only through the child's environment."""
+        """spark-submit the job; credentials reach it only through the child's environment. Its output is
+        relayed as it comes: the lines that matter to the log, Spark's progress bar to a terminal."""
         spec = submit_spec(self.settings)
+        if self.console_progress:
+            spec = dataclasses.replace(spec, conf={**spec.conf, "spark.ui.showConsoleProgress": "true"})
         argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
         env = {**os.environ, **spec.env}
         if credentials is not None:
             env.update(credentials.as_env())
         log.info("transform: %s", " ".join(argv[:3] + ["…", spec.application]))
         t0 = time.monotonic()
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout.splitlines():
-            if "nexgen-etl" in line or "ERROR" in line or "Error" in line or "Traceback" in line:
-                log.info("spark: %s", line)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stdout.splitlines()[-40:])
-            raise RuntimeError(f"spark-submit failed with exit code {proc.returncode}:\n{tail}")
+        with self.timed_step(plan.batch_id, "transform"):
+            with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+                try:
+                    tail = relay_spark_output(proc.stdout, sys.stderr if self.console_progress else None)
+                except BaseException:  # e.g. Ctrl-C: leave no spark-submit behind
+                    proc.kill()
+                    raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"spark-submit failed with exit code {proc.returncode}:\n" + "\n".join(tail))
         log.info("transform: done in %.1fs", time.monotonic() - t0)
 
     # -- load -------------------------------------------------------------------------------------------------
     def load(self, plan: BatchPlan) -> dict:
+        """Publish the batch, then write its run report (after the commit point; see docs/operations.md)."""
+        started, t0 = datetime.now(timezone.utc), time.monotonic()
         self.check_lease()
         manifest = publish_batch(self.out, plan)
         log.info("load: batch %s %s: %s", plan.batch_id, manifest.get("publish"), manifest.get("totals"))
+        self._record(plan.batch_id, run_report.step_record("load", started, time.monotonic() - t0))
+        self.write_report(plan.batch_id, "load")
         return manifest
 
     # -- commit -----------------------------------------------------------------------------------------------
     def commit(self, plan: BatchPlan, manifest: dict) -> Watermark:
-        """Advance the watermark past the batch (and drop the lease), with compare-and-set; idempotent."""
+        """Advance the watermark past the batch (and drop the lease), with compare-and-set; idempotent. The run
+        report is finalised afterwards with the commit's timing."""
+        started, t0 = datetime.now(timezone.utc), time.monotonic()
         wm = self.check_lease()
         if any(b.get("batch_id") == plan.batch_id for b in wm.recent_batches):
             log.info("commit: batch %s already committed (state v%d)", plan.batch_id, wm.version)
             self.release_lease()
+            if self._report_stage(plan.batch_id) != "commit":
+                self._record(plan.batch_id, run_report.step_record("commit", started, time.monotonic() - t0))
+                self.write_report(plan.batch_id, "commit")
             return self.state.read()
         if wm.version != plan.base_state_version:
             raise StaleStateError(f"batch {plan.batch_id} was planned on state v{plan.base_state_version}, "
@@ -165,7 +206,48 @@ class Pipeline:
         maybe_fail("commit.before_write")
         self.state.compare_and_set(wm.revision, new)
         log.info("commit: watermark → %s %s (state v%d)", new.last_modified, new.key, new.version)
+        self._record(plan.batch_id, run_report.step_record("commit", started, time.monotonic() - t0))
+        self.write_report(plan.batch_id, "commit", state_version=new.version)
         return new
+
+    # -- run report -------------------------------------------------------------------------------------------
+    def _record(self, batch_id: str, record: dict) -> None:
+        """Keep a step's timing for the report; never a reason for the step to fail."""
+        try:
+            run_report.record_step(self.out, batch_id, record)
+        except Exception as exc:  # noqa: BLE001 - the report is an observer of the batch, not part of it
+            log.warning("report: could not record the %s timing of batch %s: %s", record["step"], batch_id, exc)
+
+    def _report_stage(self, batch_id: str) -> str | None:
+        try:
+            return (run_report.read_report(self.out, batch_id) or {}).get("stage")
+        except Exception:  # noqa: BLE001 - unreadable: write it again
+            return None
+
+    @contextlib.contextmanager
+    def timed_step(self, batch_id: str, step: str):
+        """Record the wall time of a step that succeeds (a failed attempt leaves the earlier record alone)."""
+        started, t0 = datetime.now(timezone.utc), time.monotonic()
+        yield
+        self._record(batch_id, run_report.step_record(step, started, time.monotonic() - t0))
+
+    def write_report(self, batch_id: str, stage: str, state_version: int | None = None) -> str | None:
+        """Write _reports/<batch>/report.{json,html} and log where the HTML is. Runs after the catalog PUT, so it
+        can neither publish nor un-publish anything; a failure is a warning, and the next step or retry (or
+        `nexgen-etl report BATCH`) writes it again."""
+        try:
+            prev = run_report.read_report(self.out, batch_id) if stage == "commit" else None
+            if prev is not None:
+                rep = run_report.finalise_report(prev, run_report.read_steps(self.out, batch_id), stage, state_version)
+            else:
+                rep = run_report.collect_report(self.out, batch_id, stage, state_version)
+            uri = run_report.write_report(self.out, rep)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("report: could not write the run report of batch %s (%s: %s); the batch itself is not "
+                        "affected", batch_id, type(exc).__name__, exc)
+            return None
+        log.info("report: run report of batch %s at %s", batch_id, uri)
+        return uri
 
     # -- all steps --------------------------------------------------------------------------------------------
     def run_once(self, credentials: AwsCredentials | None, transform=None) -> dict:
@@ -175,11 +257,12 @@ class Pipeline:
             log.info("nothing new above the watermark (%s); nothing to do", wm.mark)
             return {"status": "nothing_new", "listed": found.listed}
         try:
-            plan = self.extract(found.new, wm.version)
+            plan = self.extract(found.new, wm.version, found.timing)
             if transform is None:
                 self.transform(plan, credentials)
             else:
-                transform(plan)
+                with self.timed_step(plan.batch_id, "transform"):
+                    transform(plan)
             manifest = self.load(plan)
             self.commit(plan, manifest)
         except BaseException:
@@ -266,6 +349,40 @@ class Pipeline:
                           "since": since.isoformat() if since else None}}
         return self._replace_state(lambda wm: wm.operation(
             "reprocess", reprocess=tuple(sorted(set(wm.reprocess) | set(chosen))), **note))
+
+
+def relay_spark_output(stream, console=None, keep: int = 40) -> list[str]:
+    """Read spark-submit's merged output as it comes. Lines that matter (the job's own, errors) go to the log
+    at once; carriage-return frames (Spark's console progress bar) go to `console` when given, else nowhere.
+    Returns the last `keep` lines, for the error message of a failed submit."""
+    tail: deque[str] = deque(maxlen=keep)
+    buf = b""
+
+    def line(text: str) -> None:
+        tail.append(text)
+        if "nexgen-etl" in text or "ERROR" in text or "Error" in text or "Traceback" in text:
+            log.info("spark: %s", text)
+
+    while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
+        buf += chunk
+        while True:
+            cut = min((i for i in (buf.find(b"\n"), buf.find(b"\r")) if i >= 0), default=-1)
+            if cut < 0:
+                break
+            piece, sep, buf = buf[:cut].decode(errors="replace"), buf[cut:cut + 1], buf[cut + 1:]
+            if sep == b"\r" and (piece.startswith("[Stage") or not piece.strip()):
+                if console is not None:  # a progress frame, or the blank that clears it
+                    console.write("\r" + piece + ("" if piece.strip() else "\r"))
+                    console.flush()
+                continue
+            if piece.startswith("[Stage"):  # a frame the next line was printed straight after
+                piece = piece.split("]", 1)[-1]
+                if not piece.strip():
+                    continue
+            line(piece)
+    if buf:
+        line(buf.decode(errors="replace"))
+    return list(tail)
 
 
 def build_pipeline(settings: Settings, state: StateStore, credentials: AwsCredentials | None = None,

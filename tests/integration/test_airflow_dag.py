@@ -112,6 +112,24 @@ def test_failed_load_is_retried_by_airflow_and_publishes_once(dag_runs):
     assert rows == manifest["totals"]["rows_out"] and 50 <= rows <= 2 * 3 * 10
 
 
+def test_run_report_is_written_and_linked_from_the_task_log(dag_runs):
+    """The load task writes the report after publishing, commit finalises it; timings come from every task
+    (discover's through XCom, transform's from the Spark operator)."""
+    from nexgen_etl.report import STEPS, read_report, report_key
+
+    store = S3Store("nexgen-loading-data", "", dag_runs["s3"])
+    batch = read_catalog(store).batches[0]
+    rep = read_report(store, batch)
+    manifest = json.loads(store.get_bytes(f"_manifests/{batch}.json"))
+    assert rep["stage"] == "commit" and rep["state_version"] == 1
+    assert {k: rep["totals"][k] for k in manifest["totals"]} == manifest["totals"]
+    assert [s["step"] for s in rep["steps"]] == list(STEPS)
+    assert store.head(report_key(batch, "html")) is not None
+    logs = dag_runs["first"].stdout + dag_runs["first"].stderr + "".join(
+        p.read_text(errors="replace") for p in (dag_runs["home"] / "logs").rglob("*") if p.is_file())
+    assert f"s3://nexgen-loading-data/{report_key(batch, 'html')}" in logs
+
+
 def test_watermark_variable_advanced_by_commit(dag_runs):
     v = dag_runs["variable"]
     assert v.returncode == 0, v.stderr[-2000:]
