@@ -66,6 +66,8 @@ def standalone_env(home: Path, port: int, endpoint: str, access_key: str, secret
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # a busy 2-core machine answers task → API calls slower than the 5 s default (seen failing a task try)
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         # the worker and triggerer log servers default to fixed ports (8793, 8794): free ones, so two instances
         # (or another project's Airflow) do not collide
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
