@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 from nexgen_etl.airflow_local import session_processes
-from nexgen_etl.settings import PROJECT_ROOT
+from nexgen_etl.local_services import LOADING_BUCKET
+from nexgen_etl.publish import read_catalog
+from nexgen_etl.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret
+from nexgen_etl.storage import S3Store, s3_client
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -197,6 +200,10 @@ def test_operator_triggers_the_dag_and_reads_its_log(launcher, browser):
     batch_id, status = BATCH_LINE.search(text).groups()
     assert status == "staged", text[-2000:]
     assert TEST_SECRET not in text and TEST_ACCESS_KEY not in text
+    # the batch the UI's log names is the one published to the loading bucket of this launcher's S3 endpoint
+    cat = read_catalog(S3Store(LOADING_BUCKET, "", s3_client(S3Settings(endpoint_url=state["moto_url"], path_style=True),
+                                                             AwsCredentials(TEST_ACCESS_KEY, Secret(TEST_SECRET)))))
+    assert cat.batches == [batch_id] and len(cat.partitions("features")) == 10
     print(f"UI flow took {time.monotonic() - started:.0f}s; batch {batch_id}: {status}")
 
 
