@@ -40,7 +40,7 @@ class LocalAirflowConfig:
     port: int = 8080  # 0: a free port
     sample: SampleSpec | None = SampleSpec(days=35)
     spark_master: str = "local[2]"
-    ready_timeout: float = 300.0
+    ready_timeout: float = 600.0  # ~30 s on an idle 2-core machine; minutes when it is busy
     stop_timeout: float = 90.0
 
 
@@ -194,6 +194,8 @@ class LocalAirflow:
             n = upload_sample(client, self.config.sample)
             print(f"airflow: local S3 endpoint {self.moto.url} (moto) with {n} sample files in s3://nexgen-raw-data/",
                   flush=True)
+        if self.stopping.is_set():  # Ctrl-C while the sample was uploading: do not start Airflow at all
+            return
         env = standalone_env(home, self.port, self.moto.url, key, secret, self.config.spark_master)
         log = open(home / "standalone.log", "ab")
         self.standalone = subprocess.Popen([venv_bin("airflow"), "standalone"], env=env, stdin=subprocess.DEVNULL,
@@ -236,7 +238,7 @@ class LocalAirflow:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
-            if self.wait_ready():
+            if self.standalone is not None and self.wait_ready():
                 self.write_state()
                 print(f"\nAirflow is ready: {self.url.replace('127.0.0.1', 'localhost')}\n"
                       f"  login: {USERNAME} / {read_password(self.config.home)}   "

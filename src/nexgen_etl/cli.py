@@ -177,7 +177,7 @@ def cmd_airflow(args) -> int:
 
     sample = SampleSpec(stores=args.stores, skus=args.skus, days=args.days) if args.days > 0 else None
     config = LocalAirflowConfig(home=Path(args.home) if args.home else DEFAULT_HOME, port=args.port, sample=sample,
-                                spark_master=args.master)
+                                spark_master=args.master, ready_timeout=args.ready_timeout)
     return LocalAirflow(config).run()
 
 
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--stores", type=int, default=5)
     a.add_argument("--skus", type=int, default=20)
     a.add_argument("--master", default="local[2]", help="Spark master of the spark_default connection")
+    a.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for Airflow to be healthy")
     a.set_defaults(func=cmd_airflow)
     return ap
 

@@ -31,7 +31,7 @@ DAG_ID = "nexgen_etl_pipeline"
 RUN_TIMEOUT = 900  # one small batch takes 1.5–3 min of spark-submit here, much more on a loaded machine
 BATCH_LINE = re.compile(r"nexgen-etl: batch (\S+): (\w+)")
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = pytest.mark.timeout(2700)
 
 
 def _alive(pid: int) -> bool:
@@ -49,11 +49,12 @@ def launcher(tmp_path_factory):
     env = {**os.environ, "NEXGEN_LOCAL_ACCESS_KEY": TEST_ACCESS_KEY, "NEXGEN_LOCAL_SECRET_KEY": TEST_SECRET}
     out = open(home / "launcher.out", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "nexgen-etl"), "airflow", "--port", "0",
-                             "--home", str(home), "--days", "10", "--stores", "2", "--skus", "3"],
+                             "--home", str(home), "--days", "10", "--stores", "2", "--skus", "3",
+                             "--ready-timeout", "1200"],
                             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     state_file = home / "launcher.json"
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1260  # a few seconds past the launcher's own --ready-timeout
     while not state_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -110,6 +111,18 @@ def wait_for(driver, condition, timeout: float, what: str, every: float = 1.0):
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def click(driver, by: str, selector: str, what: str, timeout: float = 60) -> None:
+    """Find and click in one retried step: the element found a moment ago may have been re-rendered (stale)."""
+    def attempt(d):
+        found = d.find_elements(by, selector)
+        if found and found[0].is_enabled():
+            found[0].click()
+            return True
+        return False
+
+    wait_for(driver, attempt, timeout, what)
+
+
 def js(driver, script: str):
     return driver.execute_script(script)
 
@@ -135,7 +148,7 @@ def login(driver, url: str, username: str, password: str) -> None:
     shot(driver, "01-login")
     driver.find_element(By.CSS_SELECTOR, "input[name=username]").send_keys(username)
     driver.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys(password)
-    driver.find_element(By.XPATH, "//button[@type='submit' and normalize-space()='Sign in']").click()
+    click(driver, By.XPATH, "//button[@type='submit' and normalize-space()='Sign in']", "the Sign in button")
     wait_for(driver, lambda d: "/auth/login" not in d.current_url, 60, "the login to go through")
 
 
@@ -153,19 +166,17 @@ def test_operator_triggers_the_dag_and_reads_its_log(launcher, browser):
     wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, DAG_ID), 300, "the DAG in the list", every=5)
     shot(browser, "02-dag-list")
     assert js(browser, "return document.querySelector('[data-testid=toggle-pause]').dataset.state") == "unchecked"
-    browser.find_element(By.LINK_TEXT, DAG_ID).click()
+    click(browser, By.LINK_TEXT, DAG_ID, "the DAG's link")
+    wait_for(browser, lambda d: d.current_url.rstrip("/").endswith(f"/dags/{DAG_ID}"), 60, "the DAG's page")
 
     # trigger from the DAG page; the trigger form's "Unpause … on trigger" box un-pauses it in the same action
-    trigger = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']"),
-                       60, "the Trigger button")
-    trigger[0].click()
-    dialog = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=dialog]"), 30, "the trigger form")[0]
-    unpause = dialog.find_element(By.XPATH, f".//label[contains(., 'Unpause {DAG_ID} on trigger')]//input")
-    assert unpause.is_selected()
-    wait_for(browser, lambda d: d.find_element(By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']")
-             .is_enabled(), 30, "an enabled Trigger button (the form's params are valid)")
+    click(browser, By.CSS_SELECTOR, "button[aria-label='Trigger Dag']", "the Trigger button")
+    unpause = f"//*[@role='dialog']//label[contains(., 'Unpause {DAG_ID} on trigger')]//input"
+    wait_for(browser, lambda d: d.find_element(By.XPATH, unpause).is_selected(), 60,
+             "the trigger form, its 'Unpause on trigger' box ticked")
     shot(browser, "03-trigger-form")
-    browser.find_element(By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']").click()
+    # enabled only when the form's params are valid (they are optional: the form must not demand values)
+    click(browser, By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']", "the form's Trigger button")
     wait_for(browser, lambda d: "/runs/manual__" in d.current_url, 60, "the triggered run's page")
     manual_run = browser.current_url.rstrip("/").rsplit("/runs/", 1)[1]
     wait_for(browser, lambda d: js(d, "return (document.querySelector('[data-testid=toggle-pause]') || {dataset: {}})"
