@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -127,6 +128,16 @@ def _wait_gone(sid: int, seconds: float) -> list[int]:
     return left
 
 
+def _check_port_free(port: int) -> None:
+    """Standalone keeps running when its API server cannot bind: say so at once instead of timing out."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(f"port {port} is in use; pick another: AIRFLOW_PORT=8090 make airflow "
+                               f"(or nexgen-etl airflow --port 8090)") from None
+
+
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as r:
@@ -184,6 +195,7 @@ class LocalAirflow:
         from nexgen_etl.storage import s3_client
         from nexgen_etl.demo import DEMO_KEY, DEMO_SECRET
 
+        _check_port_free(self.port)
         home = self._fresh_home()
         key = os.environ.get(LOCAL_KEY_ENV) or DEMO_KEY
         secret = os.environ.get(LOCAL_SECRET_ENV) or DEMO_SECRET

@@ -55,3 +55,16 @@ def test_standalone_env_points_tasks_at_its_own_port_and_reads_the_settings_vari
     assert env["AIRFLOW_VAR_NEXGEN_RAW_URL"] == "s3://nexgen-raw-data/"
     assert settings_variables() == {"AIRFLOW_VAR_NEXGEN_RAW_URL": "s3://nexgen-raw-data/",
                                     "AIRFLOW_VAR_NEXGEN_OUTPUT_URL": "s3://nexgen-loading-data/"}
+
+
+def test_a_port_in_use_is_refused_at_once_with_the_way_out():
+    import socket
+
+    from nexgen_etl.airflow_local import LocalAirflow, LocalAirflowConfig
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"port {port} is in use.*AIRFLOW_PORT="):
+            LocalAirflow(LocalAirflowConfig(port=port)).start()
