@@ -179,11 +179,20 @@ def test_operator_triggers_the_dag_and_reads_its_log(launcher, browser):
     shot(browser, "03-trigger-form")
     # enabled only when the form's params are valid (they are optional: the form must not demand values)
     click(browser, By.XPATH, "//*[@role='dialog']//button[normalize-space()='Trigger']", "the form's Trigger button")
-    wait_for(browser, lambda d: "/runs/manual__" in d.current_url, 60, "the triggered run's page")
-    manual_run = browser.current_url.rstrip("/").rsplit("/runs/", 1)[1]
+    # the UI then closes the form and opens the new run, but on a busy machine the form was seen to stay open
+    # (its button spinning) long after the API had created the run: the Runs tab is the record that counts
+    deadline = time.monotonic() + 60
+    while browser.find_elements(By.CSS_SELECTOR, "[role=dialog]") and time.monotonic() < deadline:
+        time.sleep(2)
+    shot(browser, "04-triggered")
+
+    def manual_run(d):
+        d.get(f"{url}/dags/{DAG_ID}/runs")
+        return [r for r in wait_for(d, runs_table, 60, "the runs table") if r["type"] == "Manual"]
+
+    (manual,) = wait_for(browser, manual_run, 180, "the triggered run in the Runs tab", every=5)
     wait_for(browser, lambda d: js(d, "return (document.querySelector('[data-testid=toggle-pause]') || {dataset: {}})"
                                       ".dataset.state") == "checked", 60, "the DAG to show as un-paused")
-    shot(browser, "04-triggered")
 
     # Un-pausing an hourly DAG also starts the scheduled run of the last hour, as in any Airflow: wait until the
     # Runs tab shows every run finished, each one "Success"
@@ -195,7 +204,7 @@ def test_operator_triggers_the_dag_and_reads_its_log(launcher, browser):
     rows = wait_for(browser, finished, RUN_TIMEOUT, "the runs to finish", every=15)
     shot(browser, "05-runs")
     print(f"runs finished {time.monotonic() - started:.0f}s after login: {rows}")
-    assert manual_run in {r["run_id"] for r in rows}
+    assert manual["run_id"] in {r["run_id"] for r in rows}
     assert {r["state"] for r in rows} == {"Success"}, rows
 
     # the transform log in the UI: exactly one run processed the sample (the other found nothing new)
