@@ -225,7 +225,7 @@ def test_operator_triggers_the_dag_and_reads_its_log(launcher, browser):
     # the batch the UI's log names is the one published to the loading bucket of this launcher's S3 endpoint
     cat = read_catalog(S3Store(LOADING_BUCKET, "", s3_client(S3Settings(endpoint_url=state["moto_url"], path_style=True),
                                                              AwsCredentials(TEST_ACCESS_KEY, Secret(TEST_SECRET)))))
-    assert cat.batches == [batch_id] and len(cat.partitions("features")) == 10
+    assert list(cat.batches) == [batch_id] and len(cat.partitions("features")) == 10
     print(f"UI flow took {time.monotonic() - started:.0f}s; batch {batch_id}: {status}")
 
 
