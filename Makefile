@@ -4,7 +4,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NEXGEN_HOME := $(CURDIR)
 
-.PHONY: setup demo test test-unit test-integration jars lock requirements clean
+.PHONY: setup demo airflow test test-unit test-integration jars lock requirements clean
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,10 @@ jars:
 
 demo: setup
 	$(VENV)/bin/nexgen-etl demo
+
+# the Airflow UI at http://localhost:8080 (AIRFLOW_PORT=…), local S3 and sample data; Ctrl-C stops everything
+airflow: setup
+	$(VENV)/bin/nexgen-etl airflow --port $(or $(AIRFLOW_PORT),8080)
 
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -34,10 +34,11 @@ DEFAULT_ARGS = {
     params={
         "operation": Param("run", enum=["run", "reset", "rewind", "reprocess", "rebuild"],
                            description="State operation applied before the pass (see docs/operations.md)"),
-        "to_batch": Param("", type="string", description="rewind: the batch to go back to"),
-        "key": Param("", type="string", description="reprocess: one raw key"),
-        "prefix": Param("", type="string", description="reprocess: a raw key prefix"),
-        "since": Param("", type="string", description="reprocess: ISO time, LastModified at or after it"),
+        # optional (null allowed): a plain "string" type makes the UI's trigger form demand a value for each
+        "to_batch": Param(None, type=["null", "string"], description="rewind: the batch to go back to"),
+        "key": Param(None, type=["null", "string"], description="reprocess: one raw key"),
+        "prefix": Param(None, type=["null", "string"], description="reprocess: a raw key prefix"),
+        "since": Param(None, type=["null", "string"], description="reprocess: ISO time, LastModified at or after it"),
     },
 )
 def nexgen_etl_pipeline():

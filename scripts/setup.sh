@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-time (and idempotent) setup on a fresh Debian machine: system packages (JDK, Maven) with apt when they are
+# One-time (and idempotent) setup on a fresh Debian machine: system packages (JDK, Maven, Chromium) with apt when they are
 # missing, uv, the pinned virtualenv (.venv from uv.lock), and the S3A jars (jars/lib, via Maven).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v ps >/dev/null 2>&1 || need_apt+=(procps)
+# the browser test of the Airflow UI drives Debian's headless Chromium through its own chromedriver
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,4 +1,4 @@
-"""`nexgen-etl`: the command-line door into the pipeline (generate, run, step, state, status, report, demo)."""
+"""`nexgen-etl`: the command-line door into the pipeline (generate, run, step, state, status, report, demo, airflow)."""
 
 from __future__ import annotations
 
@@ -215,6 +215,16 @@ def cmd_demo(args) -> int:
     return run_demo(airflow=not args.no_airflow, keep=args.keep, days=args.days)
 
 
+def cmd_airflow(args) -> int:
+    from nexgen_etl.airflow_local import DEFAULT_HOME, LocalAirflow, LocalAirflowConfig
+    from nexgen_etl.sample import SampleSpec
+
+    sample = SampleSpec(stores=args.stores, skus=args.skus, days=args.days) if args.days > 0 else None
+    config = LocalAirflowConfig(home=Path(args.home) if args.home else DEFAULT_HOME, port=args.port, sample=sample,
+                                spark_master=args.master, ready_timeout=args.ready_timeout)
+    return LocalAirflow(config).run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nexgen-etl", description=__doc__)
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -280,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--keep", action="store_true", help="keep the demo folder (.nexgen/demo) afterwards")
     d.add_argument("--days", type=int, default=35, help="days of sample data in the first drop")
     d.set_defaults(func=cmd_demo)
+
+    a = sub.add_parser("airflow", help="the Airflow UI on this machine (standalone, local S3, sample data); Ctrl-C stops")
+    a.add_argument("--port", type=int, default=8080, help="API server / UI port (0: a free port)")
+    a.add_argument("--home", help="AIRFLOW_HOME (default .nexgen/airflow)")
+    a.add_argument("--days", type=int, default=35, help="days of sample data to upload (0: none)")
+    a.add_argument("--stores", type=int, default=5)
+    a.add_argument("--skus", type=int, default=20)
+    a.add_argument("--master", default="local[2]", help="Spark master of the spark_default connection")
+    a.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for Airflow to be healthy")
+    a.set_defaults(func=cmd_airflow)
     return ap
 
 
