@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from nexgen_etl.local_services import MotoServer, create_buckets, free_port
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
+from tests.faultproxy import FaultProxy, FaultRule
+
+EXPIRED_TOKEN = "nexgen-Expired-Session-Token-77c1"
 
 CLI = str(Path(sys.executable).parent / "nexgen-etl")
 
@@ -93,6 +96,74 @@ def test_wrong_credentials(strict_moto, aws_env, tmp_path):
                 "AWS_SECRET_ACCESS_KEY": TEST_SECRET})
     proc = run_cli(env, "--raw", "s3://raw-strict/", "--output", "s3://out-strict/")
     assert_one_clear_line(proc, "AWS credentials", "refused", "SignatureDoesNotMatch")
+
+
+@pytest.fixture()
+def expiring_proxy(moto_server):
+    """S3 as it answers requests signed with an expired session token: 400 ExpiredToken (moto does not expire
+    session tokens, so the proxy gives the real wire answer for this one token; everything else passes)."""
+    proxy = FaultProxy(moto_server.url, [FaultRule("error", every=1, token=EXPIRED_TOKEN, code="ExpiredToken")])
+    yield proxy.start()
+    proxy.stop()
+
+
+def test_expired_session_token(expiring_proxy, aws_env, tmp_path, buckets):
+    raw, out = buckets
+    env = base_env(aws_env, tmp_path)
+    env.update({"NEXGEN_S3_ENDPOINT": expiring_proxy.url, "AWS_SESSION_TOKEN": EXPIRED_TOKEN})
+    proc = run_cli(env, "--raw", f"s3://{raw}/", "--output", f"s3://{out}/")
+    assert_one_clear_line(proc, "AWS credentials", "AWS_ACCESS_KEY_ID", "refused", "ExpiredToken",
+                          "session token has expired")
+    assert EXPIRED_TOKEN not in proc.stderr + proc.stdout and TEST_ACCESS_KEY not in proc.stderr
+    assert expiring_proxy.rules[0].injected >= 1  # the token really reached the endpoint and was refused
+
+
+def airflow_probe(env: dict, tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+    """Run task-side code in a fresh process with the given Airflow environment (connections as env vars)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    base.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db", **env})
+    return subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=300)
+
+
+def test_bad_airflow_connections_each_give_one_line_naming_the_connection(expiring_proxy, strict_moto, tmp_path):
+    """The DAG's first task (discover_files → checked_pipeline) with an expired session token, a wrong secret and
+    no key at all in the connection: one line each, naming the connection, never the secret."""
+    import json
+
+    server, key = strict_moto
+    conns = {
+        "aws_default": {"login": TEST_ACCESS_KEY, "password": TEST_SECRET,
+                        "extra": {"endpoint_url": expiring_proxy.url, "aws_session_token": EXPIRED_TOKEN}},
+        "aws_wrong": {"login": key["AccessKeyId"], "password": TEST_SECRET, "extra": {"endpoint_url": server.url}},
+        "aws_nokey": {"extra": {"endpoint_url": expiring_proxy.url}},
+    }
+    env = {f"AIRFLOW_CONN_{c.upper()}": json.dumps({"conn_type": "aws", **v, "extra": {"region_name": "us-east-1",
+                                                                                       **v["extra"]}})
+           for c, v in conns.items()}
+    env.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "NEXGEN_RAW_URL": "s3://raw-strict/", "NEXGEN_OUTPUT_URL": "s3://out-strict/"})
+    code = ("from nexgen_etl.airflow_support import checked_pipeline\n"
+            "from nexgen_etl.preflight import SetupError\n"
+            f"for conn in {list(conns)!r}:\n"
+            "    try:\n"
+            "        checked_pipeline(conn)\n"
+            "        print('NO ERROR', conn)\n"
+            "    except SetupError as exc:\n"
+            "        print('SetupError:', exc)\n")
+    proc = airflow_probe(env, tmp_path, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("SetupError:", "NO ERROR"))]
+    assert len(lines) == 3, proc.stdout
+    expired, wrong, nokey = lines
+    assert expired.startswith("SetupError: AWS credentials (Airflow connection 'aws_default'"), expired
+    assert "ExpiredToken" in expired and "session token has expired" in expired
+    assert wrong.startswith("SetupError: AWS credentials (Airflow connection 'aws_wrong'"), wrong
+    assert "SignatureDoesNotMatch" in wrong
+    assert nokey.startswith("SetupError: AWS connection 'aws_nokey'"), nokey
+    out = proc.stdout + proc.stderr
+    assert TEST_SECRET not in out and EXPIRED_TOKEN not in out
 
 
 def test_missing_jdk(aws_env, tmp_path, buckets):
