@@ -111,8 +111,16 @@ def airflow_pipeline(conn_id: str = AWS_CONN_ID):
     from nexgen_etl.pipeline import Pipeline
     from nexgen_etl.storage import open_store
 
+    from nexgen_etl.preflight import name_credential_errors
+
     settings = settings_from_airflow(conn_id)
-    factory = lambda: aws_hook(conn_id).get_conn()  # noqa: E731
+
+    def factory():
+        hook = aws_hook(conn_id)
+        creds = hook.get_credentials()
+        return name_credential_errors(hook.get_conn(), f"Airflow connection {conn_id!r}",
+                                      creds.access_key if creds else None)
+
     return Pipeline(settings=settings, contract=load_contract(settings.contract_path),
                     raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
                     state=VariableStateStore(), owner=AIRFLOW_OWNER)

@@ -76,8 +76,9 @@ def cmd_run(args) -> int:
 
     settings = _settings(args)
     creds = _credentials()
-    preflight(settings, creds, source=boto3_credential_source())
-    pipeline = build_pipeline(settings, _state_store(settings, creds), creds)
+    source = boto3_credential_source()
+    preflight(settings, creds, source=source)
+    pipeline = build_pipeline(settings, _state_store(settings, creds), creds, credential_source=source)
     result = pipeline.run_once(creds)
     while args.until_empty and result["status"] == "committed" and result.get("deferred"):
         result = pipeline.run_once(creds)

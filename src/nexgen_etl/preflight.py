@@ -61,6 +61,21 @@ def credentials_refused(code: str, source: str, access_key_id: str, target: str)
             f"{CREDENTIAL_ERRORS.get(code, 'check the credentials')}")
 
 
+def name_credential_errors(client, source: str, access_key_id: str | None):
+    """Make every later call of this boto3 client that S3 refuses for its credentials (e.g. a session token that
+    expires in the middle of a run) fail with the same one line as the preflight, naming the source."""
+    endpoint = client.meta.endpoint_url
+
+    def refused(http_response=None, parsed=None, model=None, **_):
+        code = ((parsed or {}).get("Error") or {}).get("Code", "")
+        if code in CREDENTIAL_ERRORS:
+            raise SetupError(credentials_refused(code, source, access_key_id or "?",
+                                                 f"{endpoint} ({model.name if model else 'S3'})"))
+
+    client.meta.events.register("after-call.s3", refused)
+    return client
+
+
 def boto3_credential_source() -> str:
     """Where boto3's default chain found credentials, for error messages (e.g. the environment variables)."""
     import boto3

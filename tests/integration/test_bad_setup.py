@@ -118,6 +118,28 @@ def test_expired_session_token(expiring_proxy, aws_env, tmp_path, buckets):
     assert expiring_proxy.rules[0].injected >= 1  # the token really reached the endpoint and was refused
 
 
+def test_credentials_refused_in_the_middle_of_a_run(expiring_proxy, tmp_path, buckets):
+    """A session token that expires after the preflight: the next S3 call of the run (here discover's listing)
+    fails with the same one line naming the credential source, instead of a bare botocore ClientError."""
+    from nexgen_etl.pipeline import build_pipeline
+    from nexgen_etl.preflight import SetupError
+    from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
+    from nexgen_etl.state import FileStateStore
+
+    raw, out = buckets
+    settings = Settings(raw_url=f"s3://{raw}/", output_url=f"s3://{out}/",
+                        s3=S3Settings(endpoint_url=expiring_proxy.url, path_style=True))
+    creds = AwsCredentials(TEST_ACCESS_KEY, Secret(TEST_SECRET), Secret(EXPIRED_TOKEN))
+    p = build_pipeline(settings, FileStateStore(tmp_path / "state.json"), creds, credential_source="test source")
+    with pytest.raises(SetupError) as err:
+        p.discover()
+    msg = str(err.value)
+    assert msg.startswith(f"AWS credentials (test source, access key AKIA…) were refused by {expiring_proxy.url} "
+                          "(ListObjectsV2): ExpiredToken — the session token has expired"), msg
+    assert "\n" not in msg and TEST_SECRET not in msg and EXPIRED_TOKEN not in msg
+    assert FileStateStore(tmp_path / "state.json").read().lease is None  # the fixed re-run can start at once
+
+
 def airflow_probe(env: dict, tmp_path: Path, code: str) -> subprocess.CompletedProcess:
     """Run task-side code in a fresh process with the given Airflow environment (connections as env vars)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
