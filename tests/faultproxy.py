@@ -38,6 +38,7 @@ class FaultRule:
     code: str = "ExpiredToken"
     seen: int = 0
     injected: int = 0
+    times: list[float] = field(default_factory=list)  # monotonic time of each injection (how long a burst lasted)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class FaultProxy:
                         rule.seen += 1
                         if rule.seen % rule.every == 0 and not (rule.limit and rule.injected >= rule.limit):
                             rule.injected += 1
+                            rule.times.append(time.monotonic())
                             return rule
                 return None
 
