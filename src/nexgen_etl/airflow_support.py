@@ -109,17 +109,15 @@ AIRFLOW_OWNER = "airflow:nexgen_etl_pipeline"  # one owner for all runs: max_act
 def airflow_pipeline(conn_id: str = AWS_CONN_ID):
     from nexgen_etl.contract import load_contract
     from nexgen_etl.pipeline import Pipeline
-    from nexgen_etl.storage import open_store
-
     from nexgen_etl.preflight import name_credential_errors
+    from nexgen_etl.storage import open_store
 
     settings = settings_from_airflow(conn_id)
 
     def factory():
         hook = aws_hook(conn_id)
-        creds = hook.get_credentials()
         return name_credential_errors(hook.get_conn(), f"Airflow connection {conn_id!r}",
-                                      creds.access_key if creds else None)
+                                      hook.conn_config.aws_access_key_id)
 
     return Pipeline(settings=settings, contract=load_contract(settings.contract_path),
                     raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
