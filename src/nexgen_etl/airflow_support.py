@@ -61,9 +61,9 @@ def require_connection(conn_id: str) -> None:
 
 
 def mask_credentials(*secrets: str | None) -> None:
-    """Tell Airflow's secret masker (task process and supervisor) about the keys actually used. The connection's
-    password is masked when Airflow loads it, but a key from the connection's extra, a profile or an assumed
-    role's session token is not."""
+    """Tell Airflow's secret masker (task process and supervisor) about the keys actually used. Airflow masks
+    the connection's password and sensitive extra fields when it loads the connection, but keys the hook gets
+    at run time (a profile, an assumed role's STS session) never pass through the connection."""
     from airflow.sdk.log import mask_secret
 
     for s in secrets:
