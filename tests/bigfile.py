@@ -112,7 +112,8 @@ class PeakRss:
         self._thread.join()
 
 
-def run_sampled(argv: list[str], env: dict[str, str], timeout: float) -> tuple[subprocess.CompletedProcess, PeakRss, float]:
+def run_sampled(argv: list[str], env: dict[str, str],
+                timeout: float) -> tuple[subprocess.CompletedProcess, PeakRss, float]:
     """Run a command while sampling its process tree's memory; (result, peaks, seconds)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -78,8 +78,8 @@ def dag_runs(tmp_path_factory, moto_server, credentials):
     first, samples = airflow_sampled(env, "dags", "test", "nexgen_etl_pipeline")
     second = airflow(env, "dags", "test", "nexgen_etl_pipeline")
     variable = airflow(env, "variables", "get", "nexgen_etl_state")
-    return {"s3": s3, "env": env, "home": home, "endpoint": moto_server.url, "first": first, "second": second, "variable": variable,
-            "process_samples": samples}
+    return {"s3": s3, "env": env, "home": home, "endpoint": moto_server.url, "first": first, "second": second,
+            "variable": variable, "process_samples": samples}
 
 
 def test_first_run_succeeds_and_publishes(dag_runs):
@@ -169,7 +169,8 @@ def test_secret_not_in_spark_event_log_or_environment_page(dag_runs):
     hadoop_props = dict(env["Hadoop Properties"])
     # the page is really there: the S3A endpoint of the run, the env-var credentials provider, our redaction rule
     assert spark_props["spark.hadoop.fs.s3a.endpoint"] == dag_runs["endpoint"]
-    assert spark_props["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("EnvironmentVariableCredentialsProvider")
+    provider = spark_props["spark.hadoop.fs.s3a.aws.credentials.provider"]
+    assert provider.endswith("EnvironmentVariableCredentialsProvider")
     assert "spark.redaction.regex" in spark_props
     # and no credential travels through the Spark conf or system properties at all (Hadoop Properties list
     # core-default's empty fs.s3a.access.key/secret.key placeholders, shown redacted)

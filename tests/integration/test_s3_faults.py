@@ -158,7 +158,8 @@ def test_persistent_fault_on_publish_fails_clearly_and_publishes_nothing(setup, 
 
 def test_persistent_fault_on_spark_reads_fails_the_transform(setup):
     """A 503 that never ends fails the Spark job with a throttling error after the shipped retry settings give up
-    (bounded: about half a minute, not Hadoop's default minutes), and nothing is published."""
+    (bounded: 4 SDK attempts x 7 S3A calls per read, about a minute of back-off, not Hadoop's default 21 x 21),
+    and nothing is published."""
     import time
 
     spark, direct = setup["spark"], setup["direct"]
