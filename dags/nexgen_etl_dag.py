@@ -45,12 +45,9 @@ def nexgen_etl_pipeline():
     @task.short_circuit
     def discover_files(params: dict | None = None) -> dict | bool:
         """List the raw bucket; the objects above the watermark, or False (skip the rest) when nothing is new."""
-        from nexgen_etl.airflow_support import (AWS_CONN_ID, airflow_pipeline, apply_operation,
-                                                credentials_from_connection)
-        from nexgen_etl.preflight import preflight
+        from nexgen_etl.airflow_support import apply_operation, checked_pipeline
 
-        pipeline = airflow_pipeline()
-        preflight(pipeline.settings, credentials_from_connection(), source=f"Airflow connection {AWS_CONN_ID!r}")
+        pipeline = checked_pipeline()
         if op := apply_operation(pipeline, params or {}):
             print(f"Applied state operation {op!r}; continuing with a normal pass.")
         found, wm = pipeline.discover()

@@ -1,5 +1,7 @@
-"""A small HTTP reverse proxy in front of the S3 endpoint that injects S3 faults: 503 SlowDown answers,
-connection resets and stalls, on every n-th request that matches a method (and optionally a key substring)."""
+"""A small HTTP reverse proxy in front of the S3 endpoint that injects S3 faults: 503 SlowDown answers, other S3
+error answers (e.g. 400 ExpiredToken, as S3 answers a request signed with an expired session token), connection
+resets and stalls, on every n-th request that matches a method (and optionally a key substring, a User-Agent or a
+session token), optionally only for the first `limit` matches (a burst)."""
 
 from __future__ import annotations
 
@@ -13,17 +15,30 @@ from urllib.parse import urlparse
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
             b"<Message>Please reduce your request rate.</Message></Error>")
+MESSAGES = {"ExpiredToken": "The provided token has expired.",
+            "InvalidToken": "The provided token is malformed or otherwise invalid.",
+            "AccessDenied": "Access Denied"}
+
+
+def s3_error(code: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>{MESSAGES.get(code, code)}</Message><RequestId>FAULTPROXY</RequestId></Error>").encode()
 
 
 @dataclass
 class FaultRule:
-    kind: str  # "slowdown" (503), "reset" (close the socket), "stall" (wait, then close)
+    kind: str  # "slowdown" (503), "error" (status + S3 error code), "reset" (close the socket), "stall" (wait, close)
     methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "POST", "DELETE")
     every: int = 3  # fault on every n-th matching request (1: always — a persistent fault)
     path_contains: str = ""
     agent: str = ""  # only requests whose User-Agent contains this (e.g. "Boto3", "aws-sdk-java" for S3A)
+    token: str = ""  # only requests signed with this session token (X-Amz-Security-Token)
+    limit: int = 0  # inject at most this many times (0: no limit)
+    status: int = 400  # kind "error": the HTTP status and S3 error code answered
+    code: str = "ExpiredToken"
     seen: int = 0
     injected: int = 0
+    times: list[float] = field(default_factory=list)  # monotonic time of each injection (how long a burst lasted)
 
 
 @dataclass
@@ -45,10 +60,12 @@ class FaultProxy:
             def _fault(self) -> FaultRule | None:
                 for rule in proxy.rules:
                     if (self.command in rule.methods and rule.path_contains in self.path
-                            and rule.agent in (self.headers.get("User-Agent") or "")):
+                            and rule.agent in (self.headers.get("User-Agent") or "")
+                            and (not rule.token or self.headers.get("X-Amz-Security-Token") == rule.token)):
                         rule.seen += 1
-                        if rule.seen % rule.every == 0:
+                        if rule.seen % rule.every == 0 and not (rule.limit and rule.injected >= rule.limit):
                             rule.injected += 1
+                            rule.times.append(time.monotonic())
                             return rule
                 return None
 
@@ -57,12 +74,14 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 rule = self._fault()
-                if rule and rule.kind == "slowdown":
-                    self.send_response(503)
+                if rule and rule.kind in {"slowdown", "error"}:
+                    status, data = (503, SLOWDOWN) if rule.kind == "slowdown" else (rule.status, s3_error(rule.code))
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(SLOWDOWN)))
+                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(SLOWDOWN)
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
                     return
                 if rule and rule.kind in {"reset", "stall"}:
                     if rule.kind == "stall":

@@ -60,6 +60,17 @@ def require_connection(conn_id: str) -> None:
         raise
 
 
+def mask_credentials(*secrets: str | None) -> None:
+    """Tell Airflow's secret masker (task process and supervisor) about the keys actually used. Airflow masks
+    the connection's password and sensitive extra fields when it loads the connection, but keys the hook gets
+    at run time (a profile, an assumed role's STS session) never pass through the connection."""
+    from airflow.sdk.log import mask_secret
+
+    for s in secrets:
+        if s:
+            mask_secret(s)
+
+
 def credentials_from_connection(conn_id: str = AWS_CONN_ID) -> AwsCredentials:
     """Credentials of the Airflow Connection (one clear error naming it when they are missing)."""
     require_connection(conn_id)
@@ -69,6 +80,7 @@ def credentials_from_connection(conn_id: str = AWS_CONN_ID) -> AwsCredentials:
         raise SetupError(f"AWS connection {conn_id!r}: cannot get credentials ({type(exc).__name__})") from None
     if not creds or not creds.access_key or not creds.secret_key:
         raise SetupError(f"AWS connection {conn_id!r} has no access key / secret key")
+    mask_credentials(creds.secret_key, creds.token)
     return AwsCredentials(creds.access_key, Secret(creds.secret_key), Secret(creds.token) if creds.token else None)
 
 
@@ -97,13 +109,29 @@ AIRFLOW_OWNER = "airflow:nexgen_etl_pipeline"  # one owner for all runs: max_act
 def airflow_pipeline(conn_id: str = AWS_CONN_ID):
     from nexgen_etl.contract import load_contract
     from nexgen_etl.pipeline import Pipeline
+    from nexgen_etl.preflight import name_credential_errors
     from nexgen_etl.storage import open_store
 
     settings = settings_from_airflow(conn_id)
-    factory = lambda: aws_hook(conn_id).get_conn()  # noqa: E731
+
+    def factory():
+        hook = aws_hook(conn_id)
+        return name_credential_errors(hook.get_conn(), f"Airflow connection {conn_id!r}",
+                                      hook.conn_config.aws_access_key_id)
+
     return Pipeline(settings=settings, contract=load_contract(settings.contract_path),
                     raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
                     state=VariableStateStore(), owner=AIRFLOW_OWNER)
+
+
+def checked_pipeline(conn_id: str = AWS_CONN_ID):
+    """The pipeline after the preflight checks: a missing, wrong or expired key of the connection fails the first
+    task with one line naming the connection."""
+    from nexgen_etl.preflight import preflight
+
+    pipeline = airflow_pipeline(conn_id)
+    preflight(pipeline.settings, credentials_from_connection(conn_id), source=f"Airflow connection {conn_id!r}")
+    return pipeline
 
 
 def apply_operation(pipeline, params: dict) -> str | None:

@@ -76,12 +76,13 @@ def cmd_generate(args) -> int:
 def cmd_run(args) -> int:
     from nexgen_etl.pipeline import build_pipeline
 
-    from nexgen_etl.preflight import preflight
+    from nexgen_etl.preflight import boto3_credential_source, preflight
 
     settings = _settings(args)
     creds = _credentials()
-    preflight(settings, creds, source="boto3 default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role")
-    pipeline = build_pipeline(settings, _state_store(settings, creds), creds)
+    source = boto3_credential_source()
+    preflight(settings, creds, source=source)
+    pipeline = build_pipeline(settings, _state_store(settings, creds), creds, credential_source=source)
     pipeline.console_progress = _console_progress()
     result = pipeline.run_once(creds)
     while args.until_empty and result["status"] == "committed" and result.get("deferred"):

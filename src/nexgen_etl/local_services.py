@@ -41,7 +41,7 @@ class MotoServer:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a machine busy with Spark jobs can take a minute to start it
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with code {self.proc.returncode}")
@@ -51,7 +51,7 @@ class MotoServer:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"moto_server did not listen on {self.url} within 30s")
+        raise RuntimeError(f"moto_server did not listen on {self.url} within 90s")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -81,7 +81,11 @@ class Pipeline:
         started, t0 = datetime.now(timezone.utc), time.monotonic()
         wm = self.acquire_lease()
         maybe_fail("discover.after_lease")
-        found = discover_new_objects(self._listing(self.contract.source.prefix), wm, self.contract)
+        try:
+            found = discover_new_objects(self._listing(self.contract.source.prefix), wm, self.contract)
+        except Exception:
+            self.release_lease()  # e.g. credentials refused: the fixed re-run must not wait for the lease to expire
+            raise
         found = dataclasses.replace(found, timing=run_report.step_record("discover", started, time.monotonic() - t0))
         log.info("discover: listed %d objects in %s in %.2fs; %d new (%d bytes), %d deferred by the batch cap, "
                  "%d ignored (not matching %s)", found.listed, self.raw.url, time.monotonic() - t0, len(found.new),
@@ -386,8 +390,16 @@ def relay_spark_output(stream, console=None, keep: int = 40) -> list[str]:
 
 
 def build_pipeline(settings: Settings, state: StateStore, credentials: AwsCredentials | None = None,
-                   contract: Contract | None = None) -> Pipeline:
-    factory = lambda: s3_client(settings.s3, credentials)  # noqa: E731
+                   contract: Contract | None = None, credential_source: str | None = None) -> Pipeline:
+    """With `credential_source`, S3 refusing the credentials mid-run fails with one line naming that source."""
+    from nexgen_etl.preflight import name_credential_errors
+
+    def factory():
+        client = s3_client(settings.s3, credentials)
+        if credential_source:
+            name_credential_errors(client, credential_source, credentials.access_key_id if credentials else None)
+        return client
+
     return Pipeline(settings=settings, contract=contract or load_contract(settings.contract_path),
                     raw=open_store(settings.raw_url, factory), out=open_store(settings.output_url, factory),
                     state=state)

@@ -42,6 +42,54 @@ def _bucket(url: str) -> tuple[str, str] | None:
     return (u.netloc, u.path.lstrip("/")) if u.scheme in {"s3", "s3a"} else None
 
 
+# S3 error codes that mean "these credentials are not (or no longer) good", with what to do about each
+CREDENTIAL_ERRORS = {
+    "ExpiredToken": "the session token has expired: renew the temporary credentials",
+    "TokenRefreshRequired": "the session token has expired: renew the temporary credentials",
+    "InvalidToken": "the session token is malformed or not valid for this access key",
+    "InvalidAccessKeyId": "no such access key at this endpoint (deleted, or for another account/endpoint)",
+    "SignatureDoesNotMatch": "the secret key does not belong to this access key",
+    "AccessDenied": "the key is valid but not allowed to list this bucket (check its IAM policy)",
+    "403": "the key is valid but not allowed to list this bucket (check its IAM policy)",
+}
+
+
+def credentials_refused(code: str, source: str, access_key_id: str, target: str) -> str:
+    """One line naming where the credentials came from, the error and its fix; never the secret, and only the
+    first four characters of the access key id."""
+    return (f"AWS credentials ({source}, access key {access_key_id[:4]}…) were refused by {target}: {code} — "
+            f"{CREDENTIAL_ERRORS.get(code, 'check the credentials')}")
+
+
+def name_credential_errors(client, source: str, access_key_id: str | None):
+    """Make every later call of this boto3 client that S3 refuses for its credentials (e.g. a session token that
+    expires in the middle of a run) fail with the same one line as the preflight, naming the source."""
+    endpoint = client.meta.endpoint_url
+
+    def refused(http_response=None, parsed=None, model=None, **_):
+        code = ((parsed or {}).get("Error") or {}).get("Code", "")
+        if code in CREDENTIAL_ERRORS:
+            raise SetupError(credentials_refused(code, source, access_key_id or "?",
+                                                 f"{endpoint} ({model.name if model else 'S3'})"))
+
+    client.meta.events.register("after-call.s3", refused)
+    return client
+
+
+def boto3_credential_source() -> str:
+    """Where boto3's default chain found credentials, for error messages (e.g. the environment variables)."""
+    import boto3
+
+    creds = boto3.session.Session().get_credentials()
+    method = getattr(creds, "method", None) if creds else None
+    if method == "env":
+        return "environment AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" + (
+            "/AWS_SESSION_TOKEN" if os.environ.get("AWS_SESSION_TOKEN") else "")
+    if method:
+        return f"boto3 credential source {method!r}"
+    return "boto3 default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role"
+
+
 def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str = "credentials") -> None:
     """Endpoint reachable, credentials accepted, both buckets there: one cheap call per bucket, few retries."""
     import boto3
@@ -75,10 +123,9 @@ def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str
             code = exc.response.get("Error", {}).get("Code", "")
             if code in {"NoSuchBucket", "404"}:
                 raise SetupError(f"{role} bucket {bucket!r} does not exist at {where}") from None
-            if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
-                        "InvalidToken", "403"}:
-                raise SetupError(f"AWS credentials ({source}, access key {credentials.access_key_id[:4]}…) were "
-                                 f"refused by {where} for bucket {bucket!r}: {code}") from None
+            if code in CREDENTIAL_ERRORS:
+                raise SetupError(credentials_refused(code, source, credentials.access_key_id,
+                                                     f"{where} for bucket {bucket!r}")) from None
             raise SetupError(f"{role} bucket {bucket!r} at {where}: {code or exc}") from None
 
 

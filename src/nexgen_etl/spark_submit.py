@@ -14,6 +14,8 @@ from pathlib import Path
 from nexgen_etl.settings import PROJECT_ROOT, Settings
 
 ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+# Spark's default (secret|password|token|access[.]key) plus the environment-variable spellings (ACCESS_KEY_ID)
+REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key"
 
 
 def spark_submit_binary() -> str:
@@ -45,15 +47,34 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
             "NEXGEN_S3A_CREDENTIALS_PROVIDER", ENV_CREDENTIALS_PROVIDER),
         "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style).lower(),
         "spark.hadoop.fs.s3a.endpoint.region": s3.region,
-        "spark.hadoop.fs.s3a.attempts.maximum": "10",
-        "spark.hadoop.fs.s3a.retry.limit": "10",
+        # Two retry layers multiply: the AWS SDK retries each request (attempts.maximum, its own back-off of up
+        # to 20 s on throttling), then S3A retries the call (retry.* for errors, retry.throttle.* for 503
+        # SlowDown, exponential from the interval). Hadoop 3.3.4's defaults (20 SDK attempts x 20 throttle
+        # retries) wait for many minutes on a persistent 503; these ride out a burst of throttling in seconds
+        # and fail a persistent one within about a minute (docs/guarantees.md, tests/integration/test_s3_faults.py).
+        "spark.hadoop.fs.s3a.attempts.maximum": "3",
+        "spark.hadoop.fs.s3a.retry.limit": "7",
         "spark.hadoop.fs.s3a.retry.interval": "500ms",
+        "spark.hadoop.fs.s3a.retry.throttle.limit": "6",
+        "spark.hadoop.fs.s3a.retry.throttle.interval": "500ms",
         "spark.hadoop.fs.s3a.connection.timeout": "60000",
     }
     if s3.endpoint_url:
         conf["spark.hadoop.fs.s3a.endpoint"] = s3.endpoint_url
         conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(s3.endpoint_url.startswith("https")).lower()
     return conf
+
+
+def event_log_conf(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The Spark event log (what the history server and the UI's pages are rebuilt from) when
+    NEXGEN_SPARK_EVENT_LOG_DIR names a local folder or a Hadoop URI; off by default."""
+    where = (os.environ if env is None else env).get("NEXGEN_SPARK_EVENT_LOG_DIR")
+    if not where:
+        return {}
+    if "://" not in where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        where = Path(where).resolve().as_uri()
+    return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": where}
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,11 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform") -> S
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+        # defense in depth: credentials never enter the conf (only the process environment), but if one were
+        # set by hand (fs.s3a.secret.key, an executorEnv) the UI, event log and REST API would show it redacted
+        "spark.redaction.regex": REDACTION_REGEX,
         **s3a_conf(settings),
+        **event_log_conf(),
         **settings.spark_conf,
     }
     env = {"SPARK_HOME": os.environ.get("SPARK_HOME") or pyspark_home()}

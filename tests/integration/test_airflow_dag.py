@@ -64,6 +64,7 @@ def dag_runs(tmp_path_factory, moto_server, credentials):
     home = tmp_path_factory.mktemp("airflow")
     env = airflow_env(home, moto_server.url, TEST_ACCESS_KEY, TEST_SECRET)
     env["NEXGEN_SHUFFLE_PARTITIONS"] = "4"
+    env["NEXGEN_SPARK_EVENT_LOG_DIR"] = str(home / "spark-events")  # scanned by the leak tests below
     # the first load dies once after writing its manifest (before the catalog): Airflow retries the task
     env.update({"NEXGEN_FAULT": "load.after_manifest", "NEXGEN_FAULT_ONCE": str(home / "fault-fired"),
                 "NEXGEN_RETRY_DELAY_SECONDS": "1"})
@@ -77,8 +78,8 @@ def dag_runs(tmp_path_factory, moto_server, credentials):
     first, samples = airflow_sampled(env, "dags", "test", "nexgen_etl_pipeline")
     second = airflow(env, "dags", "test", "nexgen_etl_pipeline")
     variable = airflow(env, "variables", "get", "nexgen_etl_state")
-    return {"s3": s3, "env": env, "home": home, "first": first, "second": second, "variable": variable,
-            "process_samples": samples}
+    return {"s3": s3, "env": env, "home": home, "endpoint": moto_server.url, "first": first, "second": second,
+            "variable": variable, "process_samples": samples}
 
 
 def test_first_run_succeeds_and_publishes(dag_runs):
@@ -161,6 +162,44 @@ def test_secret_never_in_output_logs_or_xcom(dag_runs):
     assert not any(TEST_SECRET in str(r[0]) for r in rows)
 
 
+def event_logs(dag_runs) -> list[Path]:
+    logs = sorted(p for p in (dag_runs["home"] / "spark-events").rglob("*") if p.is_file())
+    assert logs, "the transform wrote no Spark event log"
+    return logs
+
+
+def environment_update(log: Path) -> dict:
+    """The SparkListenerEnvironmentUpdate event: the data the Spark UI's Environment page shows."""
+    for line in log.read_text(errors="replace").splitlines():
+        event = json.loads(line)
+        if event.get("Event") == "SparkListenerEnvironmentUpdate":
+            return event
+    raise AssertionError(f"no SparkListenerEnvironmentUpdate in {log}")
+
+
+def test_secret_not_in_spark_event_log_or_environment_page(dag_runs):
+    logs = event_logs(dag_runs)
+    texts = [p.read_text(errors="replace") for p in logs]
+    assert sum(t.count(TEST_SECRET) for t in texts) == 0
+    assert not any(TEST_ACCESS_KEY in t for t in texts)
+    env = environment_update(logs[0])
+    spark_props = dict(env["Spark Properties"])
+    hadoop_props = dict(env["Hadoop Properties"])
+    # the page is really there: the S3A endpoint of the run, the env-var credentials provider, our redaction rule
+    assert spark_props["spark.hadoop.fs.s3a.endpoint"] == dag_runs["endpoint"]
+    provider = spark_props["spark.hadoop.fs.s3a.aws.credentials.provider"]
+    assert provider.endswith("EnvironmentVariableCredentialsProvider")
+    assert "spark.redaction.regex" in spark_props
+    # and no credential travels through the Spark conf or system properties at all (Hadoop Properties list
+    # core-default's empty fs.s3a.access.key/secret.key placeholders, shown redacted)
+    keys = set(spark_props) | set(env.get("System Properties", {}))
+    assert not {k for k in keys if k.endswith(("s3a.secret.key", "s3a.access.key", "s3a.session.token"))
+                or "AWS_SECRET" in k or "AWS_ACCESS" in k}
+    assert all(v == "*********(redacted)" for k, v in hadoop_props.items() if k.endswith(("s3a.secret.key",
+                                                                                         "s3a.access.key")))
+    assert TEST_SECRET not in json.dumps(env)
+
+
 def test_secret_not_in_spark_submit_argv(dag_runs):
     samples = dag_runs["process_samples"]
     submits = [c for c in samples if "org.apache.spark.deploy.SparkSubmit" in c]
@@ -170,3 +209,70 @@ def test_secret_not_in_spark_submit_argv(dag_runs):
     logged = [ln for ln in dag_runs["first"].stdout.splitlines() if "Spark-Submit cmd:" in ln]
     assert logged, "the operator did not log the command it built"
     assert not any(TEST_SECRET in ln or TEST_ACCESS_KEY in ln for ln in logged)
+
+
+def test_airflow_secret_masker_knows_the_secret(dag_runs):
+    """In a process that took the credentials from the connection (as every task does), anything logged with the
+    secret or the session token in it is redacted by Airflow's masker."""
+    env = dict(dag_runs["env"])
+    conn = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
+    conn["extra"]["aws_session_token"] = "nexgen-Session-Token-5a1e"
+    env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(conn)
+    probe = ("from airflow.sdk.log import redact\n"
+             "from nexgen_etl.airflow_support import credentials_from_connection\n"
+             "c = credentials_from_connection('aws_default')\n"
+             "line = f'connection: key={c.secret_access_key.reveal()} token={c.session_token.reveal()}'\n"
+             "print(redact(line))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "connection: key=*** token=***" in proc.stdout
+    assert TEST_SECRET not in proc.stdout + proc.stderr and "nexgen-Session-Token-5a1e" not in proc.stdout
+
+
+def test_spark_ui_environment_page_shows_no_secret(dag_runs, tmp_path):
+    """The Environment page as Spark's own UI serves it (JSON API and HTML), from a history server replaying the
+    run's event log."""
+    import os
+    import time
+    import urllib.request
+
+    from nexgen_etl.local_services import free_port
+    from nexgen_etl.spark_submit import pyspark_home
+
+    port = free_port()
+    opts = (f"-Dspark.history.fs.logDirectory={(dag_runs['home'] / 'spark-events').as_uri()} "
+            f"-Dspark.history.ui.port={port} -Dspark.history.fs.update.interval=1s")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"SPARK_HOME": pyspark_home(), "SPARK_HISTORY_OPTS": opts, "SPARK_LOCAL_IP": "127.0.0.1",
+                "SPARK_LOG_DIR": str(tmp_path)})
+    server = subprocess.Popen([str(Path(sys.executable).parent / "spark-class"),
+                               "org.apache.spark.deploy.history.HistoryServer"], env=env,
+                              stdout=open(tmp_path / "history.log", "wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(base + path, timeout=10) as resp:
+            return resp.read().decode(errors="replace")
+
+    try:
+        apps, deadline = [], time.monotonic() + 120
+        while not apps and time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "history.log").read_text()[-3000:]
+            try:
+                apps = json.loads(get("/api/v1/applications"))
+            except OSError:
+                pass
+            time.sleep(1)
+        assert apps, "the history server listed no application"
+        app = apps[0]["id"]
+        api = get(f"/api/v1/applications/{app}/environment")
+        html = get(f"/history/{app}/environment/")
+    finally:
+        server.terminate()
+        server.wait(30)
+    environment = json.loads(api)
+    props = dict(environment["sparkProperties"])
+    assert props["spark.hadoop.fs.s3a.endpoint"] == dag_runs["endpoint"]  # the page of this run
+    assert "spark.hadoop.fs.s3a.endpoint" in html
+    for text in (api, html):
+        assert TEST_SECRET not in text and TEST_ACCESS_KEY not in text

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from nexgen_etl.local_services import MotoServer, create_buckets, free_port
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
+from tests.faultproxy import FaultProxy, FaultRule
+
+EXPIRED_TOKEN = "nexgen-Expired-Session-Token-77c1"
 
 CLI = str(Path(sys.executable).parent / "nexgen-etl")
 
@@ -93,6 +96,96 @@ def test_wrong_credentials(strict_moto, aws_env, tmp_path):
                 "AWS_SECRET_ACCESS_KEY": TEST_SECRET})
     proc = run_cli(env, "--raw", "s3://raw-strict/", "--output", "s3://out-strict/")
     assert_one_clear_line(proc, "AWS credentials", "refused", "SignatureDoesNotMatch")
+
+
+@pytest.fixture()
+def expiring_proxy(moto_server):
+    """S3 as it answers requests signed with an expired session token: 400 ExpiredToken (moto does not expire
+    session tokens, so the proxy gives the real wire answer for this one token; everything else passes)."""
+    proxy = FaultProxy(moto_server.url, [FaultRule("error", every=1, token=EXPIRED_TOKEN, code="ExpiredToken")])
+    yield proxy.start()
+    proxy.stop()
+
+
+def test_expired_session_token(expiring_proxy, aws_env, tmp_path, buckets):
+    raw, out = buckets
+    env = base_env(aws_env, tmp_path)
+    env.update({"NEXGEN_S3_ENDPOINT": expiring_proxy.url, "AWS_SESSION_TOKEN": EXPIRED_TOKEN})
+    proc = run_cli(env, "--raw", f"s3://{raw}/", "--output", f"s3://{out}/")
+    assert_one_clear_line(proc, "AWS credentials", "AWS_ACCESS_KEY_ID", "refused", "ExpiredToken",
+                          "session token has expired")
+    assert EXPIRED_TOKEN not in proc.stderr + proc.stdout and TEST_ACCESS_KEY not in proc.stderr
+    assert expiring_proxy.rules[0].injected >= 1  # the token really reached the endpoint and was refused
+
+
+def test_credentials_refused_in_the_middle_of_a_run(expiring_proxy, tmp_path, buckets):
+    """A session token that expires after the preflight: the next S3 call of the run (here discover's listing)
+    fails with the same one line naming the credential source, instead of a bare botocore ClientError."""
+    from nexgen_etl.pipeline import build_pipeline
+    from nexgen_etl.preflight import SetupError
+    from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
+    from nexgen_etl.state import FileStateStore
+
+    raw, out = buckets
+    settings = Settings(raw_url=f"s3://{raw}/", output_url=f"s3://{out}/",
+                        s3=S3Settings(endpoint_url=expiring_proxy.url, path_style=True))
+    creds = AwsCredentials(TEST_ACCESS_KEY, Secret(TEST_SECRET), Secret(EXPIRED_TOKEN))
+    p = build_pipeline(settings, FileStateStore(tmp_path / "state.json"), creds, credential_source="test source")
+    with pytest.raises(SetupError) as err:
+        p.discover()
+    msg = str(err.value)
+    assert msg.startswith(f"AWS credentials (test source, access key AKIA…) were refused by {expiring_proxy.url} "
+                          "(ListObjectsV2): ExpiredToken — the session token has expired"), msg
+    assert "\n" not in msg and TEST_SECRET not in msg and EXPIRED_TOKEN not in msg
+    assert FileStateStore(tmp_path / "state.json").read().lease is None  # the fixed re-run can start at once
+
+
+def airflow_probe(env: dict, tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+    """Run task-side code in a fresh process with the given Airflow environment (connections as env vars)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    base.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db", **env})
+    return subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=300)
+
+
+def test_bad_airflow_connections_each_give_one_line_naming_the_connection(expiring_proxy, strict_moto, tmp_path):
+    """The DAG's first task (discover_files → checked_pipeline) with an expired session token, a wrong secret and
+    no key at all in the connection: one line each, naming the connection, never the secret."""
+    import json
+
+    server, key = strict_moto
+    conns = {
+        "aws_default": {"login": TEST_ACCESS_KEY, "password": TEST_SECRET,
+                        "extra": {"endpoint_url": expiring_proxy.url, "aws_session_token": EXPIRED_TOKEN}},
+        "aws_wrong": {"login": key["AccessKeyId"], "password": TEST_SECRET, "extra": {"endpoint_url": server.url}},
+        "aws_nokey": {"extra": {"endpoint_url": expiring_proxy.url}},
+    }
+    env = {f"AIRFLOW_CONN_{c.upper()}": json.dumps({"conn_type": "aws", **v, "extra": {"region_name": "us-east-1",
+                                                                                       **v["extra"]}})
+           for c, v in conns.items()}
+    env.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                "NEXGEN_RAW_URL": "s3://raw-strict/", "NEXGEN_OUTPUT_URL": "s3://out-strict/"})
+    code = ("from nexgen_etl.airflow_support import checked_pipeline\n"
+            "from nexgen_etl.preflight import SetupError\n"
+            f"for conn in {list(conns)!r}:\n"
+            "    try:\n"
+            "        checked_pipeline(conn)\n"
+            "        print('NO ERROR', conn)\n"
+            "    except SetupError as exc:\n"
+            "        print('SetupError:', exc)\n")
+    proc = airflow_probe(env, tmp_path, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("SetupError:", "NO ERROR"))]
+    assert len(lines) == 3, proc.stdout
+    expired, wrong, nokey = lines
+    assert expired.startswith("SetupError: AWS credentials (Airflow connection 'aws_default'"), expired
+    assert "ExpiredToken" in expired and "session token has expired" in expired
+    assert wrong.startswith("SetupError: AWS credentials (Airflow connection 'aws_wrong'"), wrong
+    assert "SignatureDoesNotMatch" in wrong
+    assert nokey.startswith("SetupError: AWS connection 'aws_nokey'"), nokey
+    out = proc.stdout + proc.stderr
+    assert TEST_SECRET not in out and EXPIRED_TOKEN not in out
 
 
 def test_missing_jdk(aws_env, tmp_path, buckets):
