@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from nexgen_etl.contract import Contract, load_contract
-from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
+from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects, listing_start_after
 from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
 from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
@@ -73,7 +73,8 @@ class Pipeline:
         wm = self.acquire_lease()
         maybe_fail("discover.after_lease")
         t0 = time.monotonic()
-        found = discover_new_objects(self.raw.list(self.contract.source.prefix), wm, self.contract)
+        listing = self.raw.list(self.contract.source.prefix, start_after=listing_start_after(wm, self.contract))
+        found = discover_new_objects(listing, wm, self.contract)
         log.info("discover: listed %d objects in %s in %.2fs; %d new (%d bytes), %d deferred by the batch cap, "
                  "%d ignored (not matching %s)", found.listed, self.raw.url, time.monotonic() - t0, len(found.new),
                  sum(o.size for o in found.new), found.deferred, len(found.ignored), list(self.contract.source.patterns))
