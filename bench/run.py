@@ -210,8 +210,28 @@ def main() -> int:
             record("c_small_e2e", *small_e2e(meta, runs / "small"))
             record("b_small", *duckdb(Path(meta["small"]["path"]).parent, runs / "duck_small"))
 
+        save(spec, meta, reps, p_hist, results)  # after every repetition, so a stopped run keeps what it has
+
+    doc = save(spec, meta, reps, p_hist, results)
+    print_table(doc["summary"], meta)
+    n_disc = env_int("BENCH_DISCOVERY_OBJECTS", 100_000)
+    if n_disc > 0:
+        import discovery as disc
+
+        doc["discovery"] = disc.run(n_disc)
+        disc.print_report(doc["discovery"])
+        save(spec, meta, reps, p_hist, results, doc["discovery"])
+    return 0
+
+
+def result_path() -> Path:
+    return Path(os.environ.get("BENCH_RESULT") or
+                HERE / "results" / f"{date.today():%Y-%m-%d}-{socket.gethostname().split('.')[0][:20]}.json")
+
+
+def save(spec: BenchSpec, meta: dict, reps: int, p_hist: Pipeline, results: dict, discovery: dict | None = None
+         ) -> dict:
     summary = summarise(results, meta)
-    print_table(summary, meta)
     doc = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
@@ -224,21 +244,13 @@ def main() -> int:
                                                                    .conf.items() if "s3a" not in k}},
         "summary": summary,
         "runs": results,
+        **({"discovery": discovery} if discovery else {}),
     }
-    discovery = None
-    n_disc = env_int("BENCH_DISCOVERY_OBJECTS", 100_000)
-    if n_disc > 0:
-        import discovery as disc
-
-        discovery = disc.run(n_disc)
-        doc["discovery"] = discovery
-        disc.print_report(discovery)
-    out = Path(os.environ.get("BENCH_RESULT") or
-               HERE / "results" / f"{date.today():%Y-%m-%d}-{socket.gethostname().split('.')[0][:20]}.json")
+    out = result_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, default=str))
     log(f"wrote {out}")
-    return 0
+    return doc
 
 
 def summarise(results: dict[str, list[dict]], meta: dict) -> dict:
