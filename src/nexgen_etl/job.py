@@ -88,15 +88,14 @@ class BatchJob:
         if not frames:
             return None
         raw = reduce(DataFrame.unionByName, frames)
-        # map each file's path (as input_file_name() reports it) to its plan entry: literal maps, no join and
-        # no Python workers
-        def lookup(i: int):
-            pairs = [F.lit(x) for row in plan_rows for x in (row[0], row[i])]
-            return F.element_at(F.create_map(*pairs), F.col("_source_path"))
-
+        # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash join: a
+        # literal map looked up per row scans all of its keys, which costs rows × files string comparisons
+        plan_df = self.spark.createDataFrame(plan_rows, "_source_path string, _source_key string, "
+                                                        "_source_etag string, _lm string")
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
-        return raw.select(*expected, clean.CORRUPT, "_row_id", lookup(1).alias("_source_key"),
-                          lookup(2).alias("_source_etag"), F.to_timestamp(lookup(3)).alias("_source_lm"))
+        raw = raw.join(F.broadcast(plan_df), "_source_path", "left")
+        return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag",
+                          F.to_timestamp("_lm").alias("_source_lm"))
 
     def read_clean_history(self, catalog: Catalog, lo: date, hi: date) -> DataFrame | None:
         parts = [p for p in catalog.partitions("clean") if lo.isoformat() <= p <= hi.isoformat()]
