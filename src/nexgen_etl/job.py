@@ -126,11 +126,11 @@ class BatchJob:
         parsed = batch_clean = None
         if raw is not None:
             parsed = clean.parse_rows(raw, c).persist(StorageLevel.MEMORY_AND_DISK)
-            valid = clean.mark_exact_duplicates(clean.valid_rows(parsed), c)
+            # cached with its duplicate marks, so that the accounting reuses them instead of sorting again
+            valid = clean.mark_exact_duplicates(clean.valid_rows(parsed), c).persist(StorageLevel.MEMORY_AND_DISK)
             batch_clean = (valid.where(~F.col("_exact_dup")).drop("_exact_dup")
                            .withColumn(PARTITION_COLUMN,
-                                       F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd"))
-                           ).persist(StorageLevel.MEMORY_AND_DISK)
+                                       F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd")))
             for r in batch_clean.groupBy("_source_key", PARTITION_COLUMN).count().collect():
                 new_dates.add(r[PARTITION_COLUMN])
                 rng = source_ranges.setdefault(r["_source_key"], {"min": r[PARTITION_COLUMN], "max": r[PARTITION_COLUMN]})
@@ -173,7 +173,9 @@ class BatchJob:
             if hist is not None:
                 hist = hist.where(~in_batch)
                 frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
-            frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+            # partitioned by the entity keys once: the duplicate, roll-up and feature windows (all partitioned by
+            # the keys plus maybe more) then need no shuffle of their own
+            frame = frame.repartition(*c.keys).persist(StorageLevel.MEMORY_AND_DISK)
             self.write(frame.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
             schemas["clean"] = frame.schema.json()
             maybe_fail("transform.between_writes")
