@@ -141,7 +141,9 @@ def small_e2e(meta: dict, work: Path) -> tuple[Sample, dict]:
         s = run_measured(argv, env=env)
     if s.returncode != 0:
         raise RuntimeError(f"nexgen-etl run failed ({s.returncode}):\n{s.output[-4000:]}")
-    out = json.loads(s.output[s.output.index("{"):])
+    # the CLI prints its result as indented JSON last; log lines before it may hold braces too
+    text = s.output if s.output.startswith("{\n") else s.output[s.output.rindex("\n{\n") + 1:]
+    out = json.loads(text)
     if out.get("status") != "committed":
         raise RuntimeError(f"small batch did not commit: {out}")
     return s, {"totals": out.get("totals")}
