@@ -4,7 +4,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NEXGEN_HOME := $(CURDIR)
 
-.PHONY: setup demo airflow test test-unit test-integration jars lock requirements clean
+.PHONY: setup demo airflow test test-unit test-integration jars lock requirements clean bench
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,11 @@ test: setup
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit tests/dags $(PYTEST_ARGS)
+
+# Benchmark (see bench/run.py): BENCH_STORES/BENCH_SKUS/BENCH_DAYS (default 50×200×730), BENCH_REPS (3),
+# BENCH_SECTIONS (a,b,c,d), BENCH_DISCOVERY_OBJECTS (100000; 0 skips). Data under bench/data (git-ignored).
+bench: setup
+	$(VENV)/bin/python -u bench/run.py
 
 lock:
 	uv lock --python 3.11

@@ -30,6 +30,9 @@ class ContractError(ValueError):
 class Source:
     prefix: str = ""
     patterns: tuple[str, ...] = ("*.csv", "*.csv.gz")
+    # keys sort in arrival order by their date folders (e.g. sales/2026/11/26/…): discovery may start listing at
+    # the watermark's folder (ListObjectsV2 StartAfter) instead of listing everything; see docs/contract.md
+    keys_ordered_by_date: bool = False
 
     def matches(self, key: str) -> bool:
         if not key.startswith(self.prefix) or key.endswith("/"):
@@ -256,8 +259,12 @@ def parse_contract(data: dict[str, Any]) -> Contract:
         raise ContractError(f"contract.columns: {clash} clash with generated feature column names")
 
     src = data.get("source") or {}
-    _check_keys(src, {"prefix", "patterns"}, "source")
-    source = Source(prefix=src.get("prefix", ""), patterns=_tuple(src.get("patterns")) or Source.patterns)
+    _check_keys(src, {"prefix", "patterns", "keys_ordered_by_date"}, "source")
+    ordered = src.get("keys_ordered_by_date", False)
+    if not isinstance(ordered, bool):
+        raise ContractError("source.keys_ordered_by_date: must be true or false")
+    source = Source(prefix=src.get("prefix", ""), patterns=_tuple(src.get("patterns")) or Source.patterns,
+                    keys_ordered_by_date=ordered)
 
     csv_raw = data.get("csv") or {}
     _check_keys(csv_raw, set(CsvDialect.__dataclass_fields__), "csv")

@@ -47,6 +47,22 @@ def discover_new_objects(listing: Iterable[ObjectInfo], watermark: Watermark, co
     return Discovery(new=chosen, listed=listed, ignored=ignored, deferred=len(candidates) - len(chosen))
 
 
+def listing_start_after(watermark: Watermark, contract: Contract) -> str | None:
+    """Where listing may start (ListObjectsV2 StartAfter) when the contract says keys are ordered by date.
+
+    The folder of the oldest key the watermark still cares about (the mark's key, the keys in its band, the keys to
+    reprocess), without its trailing slash: every key in that folder and in later folders sorts after it, so a late
+    file in the current folder is still listed; only earlier folders are skipped. None means list everything."""
+    if not contract.source.keys_ordered_by_date or watermark.last_modified is None or not watermark.key:
+        return None
+    folders = []
+    for key in (watermark.key, *watermark.band, *watermark.reprocess):
+        if "/" not in key:
+            return None  # a key at the top level: no folder to start from
+        folders.append(key.rsplit("/", 1)[0])
+    return min(folders)
+
+
 def batch_id_for(objects: list[ObjectInfo], base_state_version: int = 0) -> str:
     """A deterministic id: the same object versions planned on the same state version make the same batch, so a
     retried or re-run batch is recognised; after an operation (reset, rewind, reprocess) they make a new one."""

@@ -89,15 +89,14 @@ class BatchJob:
         if not frames:
             return None
         raw = reduce(DataFrame.unionByName, frames)
-        # map each file's path (as input_file_name() reports it) to its plan entry: literal maps, no join and
-        # no Python workers
-        def lookup(i: int):
-            pairs = [F.lit(x) for row in plan_rows for x in (row[0], row[i])]
-            return F.element_at(F.create_map(*pairs), F.col("_source_path"))
-
+        # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash join: a
+        # literal map looked up per row scans all of its keys, which costs rows × files string comparisons
+        plan_df = self.spark.createDataFrame(plan_rows, "_source_path string, _source_key string, "
+                                                        "_source_etag string, _lm string")
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
-        return raw.select(*expected, clean.CORRUPT, "_row_id", lookup(1).alias("_source_key"),
-                          lookup(2).alias("_source_etag"), F.to_timestamp(lookup(3)).alias("_source_lm"))
+        raw = raw.join(F.broadcast(plan_df), "_source_path", "left")
+        return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag",
+                          F.to_timestamp("_lm").alias("_source_lm"))
 
     def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
         parts = [p for p in catalog.partitions("clean") if in_spans(p, spans)]
@@ -165,11 +164,11 @@ class BatchJob:
         parsed = batch_clean = None
         if raw is not None:
             parsed = clean.parse_rows(raw, c).persist(StorageLevel.MEMORY_AND_DISK)
-            valid = clean.mark_exact_duplicates(clean.valid_rows(parsed), c)
+            # cached with its duplicate marks, so that the accounting reuses them instead of sorting again
+            valid = clean.mark_exact_duplicates(clean.valid_rows(parsed), c).persist(StorageLevel.MEMORY_AND_DISK)
             batch_clean = (valid.where(~F.col("_exact_dup")).drop("_exact_dup")
                            .withColumn(PARTITION_COLUMN,
-                                       F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd"))
-                           ).persist(StorageLevel.MEMORY_AND_DISK)
+                                       F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd")))
             for r in batch_clean.groupBy("_source_key", PARTITION_COLUMN).count().collect():
                 new_dates.add(r[PARTITION_COLUMN])
                 rng = source_ranges.setdefault(r["_source_key"], {"min": r[PARTITION_COLUMN], "max": r[PARTITION_COLUMN]})
@@ -222,7 +221,9 @@ class BatchJob:
             if hist is not None:
                 hist = hist.where(~in_batch)
                 frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
-            frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+            # partitioned by the entity keys once: the duplicate, roll-up and feature windows (all partitioned by
+            # the keys plus maybe more) then need no shuffle of their own
+            frame = frame.repartition(*c.keys).persist(StorageLevel.MEMORY_AND_DISK)
             self.write(frame.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
             schemas["clean"] = frame.schema.json()
             maybe_fail("transform.between_writes")

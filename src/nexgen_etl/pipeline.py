@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from nexgen_etl import report as run_report
 from nexgen_etl.contract import Contract, load_contract
-from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects
+from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects, listing_start_after
 from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
 from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
@@ -82,7 +82,8 @@ class Pipeline:
         wm = self.acquire_lease()
         maybe_fail("discover.after_lease")
         try:
-            found = discover_new_objects(self._listing(self.contract.source.prefix), wm, self.contract)
+            listing = self._listing(self.contract.source.prefix, listing_start_after(wm, self.contract))
+            found = discover_new_objects(listing, wm, self.contract)
         except Exception:
             self.release_lease()  # e.g. credentials refused: the fixed re-run must not wait for the lease to expire
             raise
@@ -94,7 +95,7 @@ class Pipeline:
             self.release_lease()
         return found, wm
 
-    def _listing(self, prefix: str) -> Iterator[ObjectInfo]:
+    def _listing(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """The raw listing, with progress (objects so far, pages) for listings long enough to wait for."""
         pages0 = getattr(self.raw, "list_calls", None)
         progress = Progress(log, "discover: objects listed")
@@ -102,7 +103,7 @@ class Pipeline:
         def pages() -> str:
             return "" if pages0 is None else f"{self.raw.list_calls - pages0} pages"
 
-        for obj in self.raw.list(prefix):
+        for obj in self.raw.list(prefix, start_after=start_after):
             yield obj
             progress.update(note=pages())
         progress.done(note=pages())

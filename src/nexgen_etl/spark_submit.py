@@ -119,6 +119,8 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform") -> S
         # many small raw files: pack them into few read tasks instead of one task per file
         "spark.sql.files.openCostInBytes": "131072",
         "spark.sql.files.maxPartitionBytes": "64m",
+        # list a batch's files on the driver: above 32 paths Spark otherwise runs a listing job (one task per file)
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000",
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",

@@ -63,6 +63,7 @@ class S3Store:
         self.client = client
         self.url = f"s3://{bucket}/{self.prefix}"
         self.list_calls = 0
+        self.page_size: int | None = None  # keys per ListObjectsV2 page; None: the service's (1000 on S3)
 
     def _full(self, key: str) -> str:
         return self.prefix + key
@@ -71,6 +72,8 @@ class S3Store:
         kwargs = {"Bucket": self.bucket, "Prefix": self._full(prefix)}
         if start_after:
             kwargs["StartAfter"] = self._full(start_after)
+        if self.page_size:
+            kwargs["PaginationConfig"] = {"PageSize": self.page_size}
         for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
             self.list_calls += 1
             for o in page.get("Contents", []):
@@ -140,7 +143,8 @@ class LocalStore:
                           etag=md5, size=st.st_size)
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
-        # walk only the folder the prefix names (like S3's prefix listing, not a scan of the whole store)
+        # walk only the folder the prefix names (like S3's prefix listing; publishing lists one partition folder
+        # at a time, and walking the whole root each time made a 1000-partition publish quadratic)
         base = self.root / prefix.rpartition("/")[0]
         if not base.is_dir():
             return

@@ -61,3 +61,15 @@ def test_source_patterns_match_csv_and_gz_only():
     assert c.source.matches("x/a.csv.gz")
     assert not c.source.matches("x/a.parquet")
     assert not c.source.matches("sales/")
+
+
+def test_keys_ordered_by_date_is_off_by_default_and_must_be_a_bool():
+    assert load_contract().source.keys_ordered_by_date is False
+    d = base()
+    d["source"]["keys_ordered_by_date"] = True
+    c = parse_contract(d)
+    assert c.source.keys_ordered_by_date is True
+    assert contract_from_dict(c.to_dict()) == c
+    d["source"]["keys_ordered_by_date"] = "yes"
+    with pytest.raises(ContractError, match="source.keys_ordered_by_date"):
+        parse_contract(d)

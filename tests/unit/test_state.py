@@ -75,3 +75,23 @@ def test_batch_id_is_deterministic_and_content_sensitive():
     assert batch_id_for([a, b]) != batch_id_for([a, obj("b.csv", etag="other")])
     plan = BatchPlan.build([a, b], "s3://r/", "s3://o/", load_contract(), 3, {"a.csv": ["x"]}, {"b.csv": {"reason": "r"}})
     assert BatchPlan.from_json(plan.to_json()) == plan
+
+
+def test_listing_start_after_is_the_oldest_tracked_folder_and_only_when_the_contract_says_so():
+    import dataclasses
+
+    from nexgen_etl.discovery import listing_start_after
+
+    plain = load_contract()
+    ordered = dataclasses.replace(plain, source=dataclasses.replace(plain.source, keys_ordered_by_date=True))
+    t = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+    wm = Watermark().advance([ObjectInfo(t - timedelta(minutes=5), "s/2026/11/25/z.csv", "e1", 1),
+                              ObjectInfo(t, "s/2026/11/26/b.csv", "e2", 1)], {})
+    assert listing_start_after(Watermark(), ordered) is None  # nothing processed yet: list everything
+    assert listing_start_after(wm, plain) is None  # off by default
+    assert listing_start_after(wm, ordered) == "s/2026/11/25"  # the band still tracks yesterday's file
+    narrow = dataclasses.replace(wm, band={"s/2026/11/26/b.csv": "e2"})
+    assert listing_start_after(narrow, ordered) == "s/2026/11/26"
+    assert "s/2026/11/26/a.csv" > listing_start_after(narrow, ordered)  # a late file in the folder is listed
+    assert listing_start_after(dataclasses.replace(narrow, reprocess=("s/2026/01/01/x.csv",)), ordered) == "s/2026/01/01"
+    assert listing_start_after(dataclasses.replace(narrow, reprocess=("top.csv",)), ordered) is None
