@@ -132,13 +132,16 @@ class BatchJob:
                .agg(F.min("_p").alias("_first"), F.max("_p").alias("_last"))
                .persist(StorageLevel.MEMORY_AND_DISK))
         if old is None:
-            return new, []
+            old = self.spark.createDataFrame([], new.schema).select(*keys, F.col("_first").alias("_of"),
+                                                                    F.col("_last").alias("_ol"))
         of, ol, nf, nl = (F.col(x) for x in ("_of", "_ol", "_first", "_last"))
+        # where filled rows can appear or vanish: between an old and a new first (or last) period, all of a new
+        # entity's span (its gaps may lie further than the lookback from any of its rows), all of a gone one's
         moved = old.join(new, keys, "full_outer").select(
             F.least(F.when(of != nf, F.least(of, nf)), F.when(ol != nl, F.least(ol, nl)),
-                    F.when(nf.isNull(), of)).alias("lo"),
+                    F.when(nf.isNull(), of), F.when(of.isNull(), nf)).alias("lo"),
             F.greatest(F.when(of != nf, F.greatest(of, nf)), F.when(ol != nl, F.greatest(ol, nl)),
-                       F.when(nf.isNull(), ol)).alias("hi"))
+                       F.when(nf.isNull(), ol), F.when(of.isNull(), nl)).alias("hi"))
         spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
         return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
 
