@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HEADER = ["date", "store_id", "sku", "units_sold", "unit_price", "promo"]
-
 
 @dataclass(frozen=True)
 class BenchSpec:

@@ -98,12 +98,14 @@ class BatchJob:
         return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag",
                           F.to_timestamp("_lm").alias("_source_lm"))
 
-    def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
-        parts = [p for p in catalog.partitions("clean") if in_spans(p, spans)]
-        files = catalog.files("clean", parts)
+    def read_clean(self, files: list[str]) -> DataFrame | None:
+        """Published clean files (catalog keys), with the partition column; None when there are none."""
         if not files:
             return None
         return self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+
+    def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
+        return self.read_clean(catalog.files("clean", [p for p in catalog.partitions("clean") if in_spans(p, spans)]))
 
     def entity_extents(self, catalog: Catalog, batch_clean: DataFrame | None,
                        in_batch) -> tuple[DataFrame, list[tuple[date, date]]]:
@@ -118,9 +120,8 @@ class BatchJob:
         p = clean.period_start(c).alias("_p")
         kept = []
         old = None
-        files = catalog.files("clean")
-        if files:
-            pub = self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+        pub = self.read_clean(catalog.files("clean"))
+        if pub is not None:
             pub = pub.select(*keys, c.time_column, "_source_key")
             old = pub.groupBy(*keys).agg(F.min(p).alias("_of"), F.max(p).alias("_ol"))
             kept.append(pub.where(~in_batch).select(*keys, p))

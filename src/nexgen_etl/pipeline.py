@@ -181,11 +181,10 @@ class Pipeline:
     # -- load -------------------------------------------------------------------------------------------------
     def load(self, plan: BatchPlan) -> dict:
         """Publish the batch, then write its run report (after the commit point; see docs/operations.md)."""
-        started, t0 = datetime.now(timezone.utc), time.monotonic()
-        self.check_lease()
-        manifest = publish_batch(self.out, plan)
-        log.info("load: batch %s %s: %s", plan.batch_id, manifest.get("publish"), manifest.get("totals"))
-        self._record(plan.batch_id, run_report.step_record("load", started, time.monotonic() - t0))
+        with self.timed_step(plan.batch_id, "load"):
+            self.check_lease()
+            manifest = publish_batch(self.out, plan)
+            log.info("load: batch %s %s: %s", plan.batch_id, manifest.get("publish"), manifest.get("totals"))
         self.write_report(plan.batch_id, "load")
         return manifest
 
