@@ -19,8 +19,12 @@ demo: setup
 airflow: setup
 	$(VENV)/bin/nexgen-etl airflow --port $(or $(AIRFLOW_PORT),8080)
 
+# two pytest workers, one test file each at a time (module fixtures stay on one worker): the suite is mostly
+# single-threaded waits (JVM start, Spark planning, Airflow, S3 retries), so two run side by side on 2 cores
+TEST_WORKERS ?= 2
+
 test: setup
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit tests/dags $(PYTEST_ARGS)

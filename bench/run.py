@@ -38,7 +38,7 @@ from nexgen_etl.contract import load_contract  # noqa: E402
 from nexgen_etl.job import RESULT_NAME  # noqa: E402
 from nexgen_etl.pipeline import Pipeline  # noqa: E402
 from nexgen_etl.settings import Settings  # noqa: E402
-from nexgen_etl.spark_submit import spark_submit_binary, submit_spec  # noqa: E402
+from nexgen_etl.spark_submit import input_bytes, spark_submit_binary, submit_spec  # noqa: E402
 from nexgen_etl.state import FileStateStore  # noqa: E402
 from nexgen_etl.storage import LocalStore  # noqa: E402
 
@@ -96,7 +96,8 @@ def pipeline_for(raw: Path, out: Path) -> Pipeline:
 
 
 def extra_conf() -> dict[str, str]:
-    conf = {}
+    """Spark conf added to the product's for a bench run: BENCH_CONF (a JSON object), BENCH_EVENT_LOG (a folder)."""
+    conf = dict(json.loads(os.environ.get("BENCH_CONF") or "{}"))
     if os.environ.get("BENCH_EVENT_LOG"):
         d = Path(os.environ["BENCH_EVENT_LOG"]).resolve()
         d.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def extra_conf() -> dict[str, str]:
 
 def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
     """spark-submit of the job on a frozen plan (what Pipeline.transform runs), measured."""
-    spec = submit_spec(p.settings)
+    spec = submit_spec(p.settings, batch_bytes=input_bytes(plan.objects))
     argv = spec.argv(["--plan", p.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
     s = run_measured(argv, env={**os.environ, **spec.env})
     if s.returncode != 0:

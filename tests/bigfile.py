@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import threading
 import time
@@ -159,4 +160,7 @@ def run_big_batch(workdir: Path, size_mb: float, driver_memory: str, endpoint: s
             "driver_memory": driver_memory, "peak_rss_tree_mb": round(peak.tree_peak / 1e6),
             "peak_rss_cli_mb": round(peak.root_peak / 1e6), "samples": peak.samples, "returncode": proc.returncode,
             "totals": result.get("totals"), "stderr_tail": proc.stderr[-3000:] if proc.returncode else "",
+            # the cause is usually far above the tail (Spark logs the failed task, then pages of retries)
+            "error_lines": [ln for ln in proc.stderr.splitlines() if re.search(r"Exception|Error:", ln)][:15]
+            if proc.returncode else [],
             "raw_bucket": raw, "output_bucket": out}

@@ -162,11 +162,12 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
         self.extract_task_id = extract_task_id
 
     def execute(self, context):
-        from nexgen_etl.spark_submit import submit_spec
+        from nexgen_etl.spark_submit import input_bytes, submit_spec
 
         batch = context["ti"].xcom_pull(task_ids=self.extract_task_id)
         pipeline = airflow_pipeline(self.aws_conn_id)
-        spec = submit_spec(pipeline.settings)
+        plan = pipeline.read_plan(batch["batch_id"])
+        spec = submit_spec(pipeline.settings, batch_bytes=input_bytes(plan.objects))
         self.application = spec.application
         self.application_args = ["--plan", pipeline.plan_uri(batch["batch_id"])]
         self.conf = {**spec.conf, **(self.conf or {})}

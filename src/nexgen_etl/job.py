@@ -25,6 +25,7 @@ from nexgen_etl.faults import maybe_fail
 from nexgen_etl.sparkio import HadoopFS, read_csv_group
 from nexgen_etl.transform import clean, features
 from nexgen_etl.transform.features import PARTITION_COLUMN
+from nexgen_etl.transform.local import local_frame
 
 RESULT_NAME = "_result.json"
 
@@ -91,8 +92,8 @@ class BatchJob:
         raw = reduce(DataFrame.unionByName, frames)
         # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash join: a
         # literal map looked up per row scans all of its keys, which costs rows × files string comparisons
-        plan_df = self.spark.createDataFrame(plan_rows, "_source_path string, _source_key string, "
-                                                        "_source_etag string, _lm string")
+        plan_df = local_frame(self.spark, plan_rows, "_source_path string, _source_key string, "
+                                                     "_source_etag string, _lm string")
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
         raw = raw.join(F.broadcast(plan_df), "_source_path", "left")
         return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag",
@@ -128,12 +129,12 @@ class BatchJob:
         if batch_clean is not None:
             kept.append(batch_clean.select(*keys, p))
         if not kept:
-            return self.spark.createDataFrame([], "_first date, _last date"), []
+            return local_frame(self.spark, [], "_first date, _last date"), []
         new = (reduce(DataFrame.unionByName, kept).groupBy(*keys)
                .agg(F.min("_p").alias("_first"), F.max("_p").alias("_last"))
                .persist(StorageLevel.MEMORY_AND_DISK))
         if old is None:
-            old = self.spark.createDataFrame([], new.schema).select(*keys, F.col("_first").alias("_of"),
+            old = local_frame(self.spark, [], new.schema).select(*keys, F.col("_first").alias("_of"),
                                                                     F.col("_last").alias("_ol"))
         of, ol, nf, nl = (F.col(x) for x in ("_of", "_ol", "_first", "_last"))
         # where filled rows can appear or vanish: between an old and a new first (or last) period, all of a new
@@ -186,8 +187,8 @@ class BatchJob:
         rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
                     if (why := self.plan.rejected.get(o.key))]
         if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
-            files = self.spark.createDataFrame(rejected, "_source_key string, _source_etag string, why string, "
-                                                         "detail string")
+            files = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
+                                                      "detail string")
             quarantines.append(files.select("_source_key", "_source_etag", F.lit(None).cast("long").alias("_row_id"),
                                             F.concat(F.lit("file:"), "why").alias("reason"),
                                             F.concat(F.lit("file:"), "why").alias("reasons"),

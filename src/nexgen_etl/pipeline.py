@@ -25,7 +25,7 @@ from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects, lis
 from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
 from nexgen_etl.publish import publish_batch
 from nexgen_etl.settings import AwsCredentials, Settings
-from nexgen_etl.spark_submit import spark_submit_binary, submit_spec
+from nexgen_etl.spark_submit import input_bytes, spark_submit_binary, submit_spec
 from nexgen_etl.faults import maybe_fail
 from nexgen_etl.progress import Progress
 from nexgen_etl.state import LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
@@ -158,7 +158,7 @@ class Pipeline:
     def transform(self, plan: BatchPlan, credentials: AwsCredentials | None) -> None:
         """spark-submit the job; credentials reach it only through the child's environment. Its output is
         relayed as it comes: the lines that matter to the log, Spark's progress bar to a terminal."""
-        spec = submit_spec(self.settings)
+        spec = submit_spec(self.settings, batch_bytes=input_bytes(plan.objects))
         if self.console_progress:
             spec = dataclasses.replace(spec, conf={**spec.conf, "spark.ui.showConsoleProgress": "true"})
         argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())

@@ -15,6 +15,7 @@ from nexgen_etl.contract import Column, Contract
 SOURCE_COLUMNS = ["_source_key", "_source_etag", "_source_lm", "_row_id"]
 REASONS = "_reasons"
 CORRUPT = "_corrupt_record"
+REASON_SEPARATOR = "\u001f"  # ASCII unit separator: never part of a reason code
 
 SPARK_TYPES = {"string": "string", "int": "int", "long": "bigint", "double": "double", "boolean": "boolean"}
 
@@ -62,22 +63,35 @@ def _bound(col: Column, value) -> SparkColumn:
 
 
 def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
-    """Typed canonical columns, the raw string values, and `_reasons` (empty array: the row is valid)."""
-    norm = {c.name: _normalised(c, contract) for c in contract.columns}
-    exprs = []
-    checks: list[SparkColumn] = []
+    """Typed canonical columns, the raw values of rejected rows, and `_reasons` (empty array: the row is valid).
+
+    Built as three projections (normalised strings, typed values, checks) so that each normalised string and
+    each parse is computed once per row: the checks refer to them several times, and Spark keeps a projection
+    apart when merging it would repeat a costly expression.
+    """
+    cols = contract.columns
+    raw_cols = [F.col(f"`{c.raw_name}`") for c in cols]
     has_corrupt = CORRUPT in raw.columns
-    if has_corrupt:
-        checks.append(F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")))
-    # bytes that are not valid in the declared encoding decode to U+FFFD: never a real value
-    checks.append(F.when(F.concat_ws("", *[F.col(f"`{c.raw_name}`") for c in contract.columns]).contains("\ufffd"),
-                         F.lit("invalid_encoding")))
-    for c in contract.columns:
-        s = norm[c.name]
+    carried = [*SOURCE_COLUMNS, *raw_cols, *([F.col(CORRUPT)] if has_corrupt else [])]
+    s_name = {c.name: f"__s{i}" for i, c in enumerate(cols)}
+    v_name = {c.name: f"__v{i}" for i, c in enumerate(cols)}
+    normalised = raw.select(*carried, *[_normalised(c, contract).alias(s_name[c.name]) for c in cols])
+    values = []
+    for c in cols:
+        s = F.col(s_name[c.name])
         v = _parsed(c, s)
         if c.default is not None:
             v = F.when(s.isNull(), F.lit(c.default)).otherwise(v)
-        exprs.append(v.alias(c.name))
+        values.append(v.alias(v_name[c.name]))
+    typed = normalised.select("*", *values)
+
+    checks: list[SparkColumn] = []
+    if has_corrupt:
+        checks.append(F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")))
+    # bytes that are not valid in the declared encoding decode to U+FFFD: never a real value
+    checks.append(F.when(F.concat_ws("", *raw_cols).contains("\ufffd"), F.lit("invalid_encoding")))
+    for c in cols:
+        s, v = F.col(s_name[c.name]), F.col(v_name[c.name])
         if c.required:
             checks.append(F.when(s.isNull(), F.lit(f"missing:{c.name}")))
         checks.append(F.when(s.isNotNull() & v.isNull(), F.lit(f"unparseable:{c.name}")))
@@ -87,11 +101,17 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
             checks.append(F.when(v > _bound(c, c.max), F.lit(f"above_max:{c.name}")))
         if c.allowed is not None:
             checks.append(F.when(v.isNotNull() & ~v.isin(*c.allowed), F.lit(f"not_allowed:{c.name}")))
-    raw_values = F.to_json(F.struct(*[F.col(f"`{c.raw_name}`").alias(c.raw_name) for c in contract.columns]))
+    # the reasons that apply, in check order: concat_ws skips nulls and, unlike a higher-order filter over an
+    # array (which Spark evaluates row by row without code generation), compiles to plain generated code
+    joined = F.concat_ws(REASON_SEPARATOR, *checks)
+    reasons = F.when(joined == "", F.array().cast("array<string>")).otherwise(F.split(joined, REASON_SEPARATOR))
+    checked = typed.select("*", reasons.alias(REASONS))
+    # the raw values are kept for rejected rows only (the quarantine's evidence); valid rows carry a null
+    raw_values = F.to_json(F.struct(*[col.alias(c.raw_name) for col, c in zip(raw_cols, cols)]))
     if has_corrupt:
         raw_values = F.coalesce(F.col(CORRUPT), raw_values)
-    reasons = F.filter(F.array(*checks), lambda x: x.isNotNull())
-    return raw.select(*SOURCE_COLUMNS, *exprs, raw_values.alias("_raw"), reasons.alias(REASONS))
+    return checked.select(*SOURCE_COLUMNS, *[F.col(v_name[c.name]).alias(c.name) for c in cols],
+                          F.when(F.size(REASONS) > 0, raw_values).alias("_raw"), REASONS)
 
 
 def quarantine_rows(parsed: DataFrame) -> DataFrame:

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from nexgen_etl.contract import Contract
+from nexgen_etl.transform.local import local_frame
 
 PERIOD = "_period"
 T = "_t"
@@ -108,7 +109,7 @@ def fill_missing_periods(periods: DataFrame, extents: DataFrame, contract: Contr
     if not fills(contract) or not spans:
         return periods
     keys = list(contract.keys)
-    frame = periods.sparkSession.createDataFrame(spans, "_lo date, _hi date")
+    frame = local_frame(periods.sparkSession, spans, "_lo date, _hi date")
     lo, hi = F.col("_lo"), F.col("_hi")
     if contract.period == "hour":
         lo, hi = F.to_timestamp(lo), F.to_timestamp(hi) + F.expr("INTERVAL 23 HOURS")
