@@ -10,6 +10,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 
+PF_FORKNOEXEC = 0x40  # /proc/<pid>/stat flags: forked, not yet exec'd
+
+
 @dataclass
 class Sample:
     wall_s: float
@@ -35,7 +38,10 @@ def _children_map() -> dict[int, list[int]]:
         except OSError:
             continue
         # the command name is in parentheses and may hold spaces: ppid is the 2nd field after the last ')'
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[6]) & PF_FORKNOEXEC:
+            continue  # a fork before its exec (the JVM spawning chmod, say) shows all its parent's pages again
+        ppid = int(fields[1])
         kids.setdefault(ppid, []).append(int(name))
     return kids
 

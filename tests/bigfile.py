@@ -60,8 +60,11 @@ def _children() -> dict[int, list[int]]:
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat", "rb") as fh:
-                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+                ppid, flags = int(fields[1]), int(fields[6])
             except (OSError, IndexError, ValueError):
+                continue
+            if flags & 0x40:  # PF_FORKNOEXEC: a fork before its exec still shows all of its parent's pages
                 continue
             kids.setdefault(ppid, []).append(int(d))
     return kids

@@ -81,10 +81,11 @@ def test_transient_faults_are_retried_and_the_output_is_unchanged(setup, referen
     out = f"flt-out-{uuid.uuid4().hex[:6]}"
     create_buckets(direct, buckets=(out,))
 
-    # boto3 gets throttled (503 SlowDown) and reset; S3A (aws-sdk-java) gets resets and stalls (S3A's 503s:
-    # test_s3a_slowdown_burst_is_retried_within_seconds)
+    # boto3 gets throttled (503 SlowDown), reset and stalled; S3A (aws-sdk-java) gets resets and stalls (S3A's
+    # 503s: test_s3a_slowdown_burst_is_retried_within_seconds). A stall holds the request 2 s, then drops it.
     rules = [FaultRule("slowdown", ("GET", "HEAD", "PUT"), every=4, agent="Boto3"),
              FaultRule("reset", ("PUT", "GET"), every=5, agent="Boto3"),
+             FaultRule("stall", ("GET", "PUT"), every=4, agent="Boto3"),
              FaultRule("reset", ("GET", "PUT", "HEAD"), every=6, agent="aws-sdk-java"),
              FaultRule("stall", ("GET",), every=41, agent="aws-sdk-java")]
     proxy = FaultProxy(setup["moto"].url, rules).start()

@@ -18,6 +18,7 @@ QUICK = "-XX:TieredStopAtLevel=1"
 def _no_overrides(monkeypatch):
     monkeypatch.delenv("NEXGEN_SHUFFLE_PARTITIONS", raising=False)
     monkeypatch.delenv("NEXGEN_QUICK_JIT_BYTES", raising=False)
+    monkeypatch.delenv("NEXGEN_DRIVER_MEMORY", raising=False)
 
 
 def obj(key: str, size: int) -> ObjectInfo:
@@ -25,29 +26,31 @@ def obj(key: str, size: int) -> ObjectInfo:
 
 
 def test_small_batch_gets_the_quick_jit_and_the_default_partitions():
-    conf, opts = sized_conf(100_000)
-    assert QUICK in opts and "-Dlog4j2.level=WARN" in opts
-    assert conf["spark.sql.shuffle.partitions"] == "16"
+    s = sized_conf(100_000)
+    assert QUICK in s.java_opts and "-Dlog4j2.level=WARN" in s.java_opts
+    assert s.conf["spark.sql.shuffle.partitions"] == "16" and s.driver_memory == "1g"
 
 
-def test_large_batch_keeps_the_optimising_jit_and_scales_partitions():
-    conf, opts = sized_conf(QUICK_JIT_BYTES + 1)
-    assert QUICK not in opts
-    assert sized_conf(3000 * MB)[0]["spark.sql.shuffle.partitions"] == str(-(-3000 // 64))  # 47
-    assert sized_conf(64 * 16 * MB + 1)[0]["spark.sql.shuffle.partitions"] == "17"
+def test_large_batch_keeps_the_optimising_jit_and_scales_partitions_and_memory():
+    assert QUICK not in sized_conf(QUICK_JIT_BYTES + 1).java_opts
+    big = sized_conf(3000 * MB)
+    assert big.conf["spark.sql.shuffle.partitions"] == str(-(-3000 // 64))  # 47
+    assert big.driver_memory == "2g" and sized_conf(1024 * MB).driver_memory == "1g"
+    assert sized_conf(64 * 16 * MB + 1).conf["spark.sql.shuffle.partitions"] == "17"
 
 
 def test_unknown_size_changes_nothing():
-    conf, opts = sized_conf(None)
-    assert QUICK not in opts and conf["spark.sql.shuffle.partitions"] == "16"
+    s = sized_conf(None)
+    assert QUICK not in s.java_opts and s.conf["spark.sql.shuffle.partitions"] == "16" and s.driver_memory == "1g"
 
 
 def test_environment_overrides(monkeypatch):
     monkeypatch.setenv("NEXGEN_SHUFFLE_PARTITIONS", "4")
     monkeypatch.setenv("NEXGEN_QUICK_JIT_BYTES", "0")
-    conf, opts = sized_conf(3000 * MB)
-    assert conf["spark.sql.shuffle.partitions"] == "4"
-    assert QUICK not in sized_conf(10)[1]
+    monkeypatch.setenv("NEXGEN_DRIVER_MEMORY", "3g")
+    s = sized_conf(3000 * MB)
+    assert s.conf["spark.sql.shuffle.partitions"] == "4" and s.driver_memory == "3g"
+    assert QUICK not in sized_conf(10).java_opts
 
 
 def test_gzip_counts_four_times_its_size():
@@ -61,3 +64,4 @@ def test_submit_spec_puts_the_sizing_into_argv(monkeypatch, tmp_path):
     big = submit_spec(settings, batch_bytes=900 * MB).argv(["--plan", "x"])
     assert any(QUICK in a for a in small) and not any(QUICK in a for a in big)
     assert "spark.sql.shuffle.partitions=16" in small and "spark.sql.shuffle.partitions=16" in big
+    assert small[small.index("--driver-memory") + 1] == "1g"
