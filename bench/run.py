@@ -227,6 +227,11 @@ def main() -> int:
     return 0
 
 
+def spark_spec(p: Pipeline, batch_bytes: int) -> dict:
+    spec = submit_spec(p.settings, batch_bytes=batch_bytes)
+    return {"driver_memory": spec.driver_memory, "conf": {k: v for k, v in spec.conf.items() if "s3a" not in k}}
+
+
 def result_path() -> Path:
     return Path(os.environ.get("BENCH_RESULT") or
                 HERE / "results" / f"{date.today():%Y-%m-%d}-{socket.gethostname().split('.')[0][:20]}.json")
@@ -243,8 +248,8 @@ def save(spec: BenchSpec, meta: dict, reps: int, p_hist: Pipeline, results: dict
                     "note": os.environ.get("BENCH_NOTE", "")},
         "size": meta,
         "reps": reps,
-        "spark": {"master": p_hist.settings.spark_master, "conf": {k: v for k, v in submit_spec(p_hist.settings)
-                                                                   .conf.items() if "s3a" not in k}},
+        # as submitted for the full set (sized to its bytes); the small and one-day batches get their own sizing
+        "spark": {"master": p_hist.settings.spark_master, **spark_spec(p_hist, meta["full"]["bytes"])},
         "summary": summary,
         "runs": results,
         **({"discovery": discovery} if discovery else {}),

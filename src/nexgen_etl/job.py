@@ -135,7 +135,7 @@ class BatchJob:
                .persist(StorageLevel.MEMORY_AND_DISK))
         if old is None:
             old = local_frame(self.spark, [], new.schema).select(*keys, F.col("_first").alias("_of"),
-                                                                    F.col("_last").alias("_ol"))
+                                                                 F.col("_last").alias("_ol"))
         of, ol, nf, nl = (F.col(x) for x in ("_of", "_ol", "_first", "_last"))
         # where filled rows can appear or vanish: between an old and a new first (or last) period, all of a new
         # entity's span (its gaps may lie further than the lookback from any of its rows), all of a gone one's

@@ -19,7 +19,7 @@ def local_frame(spark: SparkSession, rows: Sequence[Sequence], schema: StructTyp
     """rows (tuples in schema order) as a DataFrame built inside the JVM from one JSON literal.
 
     `createDataFrame(list)` ships pickled rows that a Python worker must decode: a worker start-up (about 2 s
-    cold) per job, and Python on every executor. This needs neither; dates and timestamps go as ISO strings.
+    cold) in every run, and Python on every executor. This needs neither; dates and timestamps go as ISO strings.
     """
     struct = schema if isinstance(schema, StructType) else _parse_datatype_string(schema)
     names = [f.name for f in struct.fields]
