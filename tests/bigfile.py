@@ -54,6 +54,9 @@ def write_big_csv(path: Path, target_bytes: int, days: int = 30, skus: int = 100
     return rows
 
 
+PF_FORKNOEXEC = 0x40  # /proc/<pid>/stat flags: forked, not yet exec'd
+
+
 def _children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
@@ -64,7 +67,7 @@ def _children() -> dict[int, list[int]]:
                 ppid, flags = int(fields[1]), int(fields[6])
             except (OSError, IndexError, ValueError):
                 continue
-            if flags & 0x40:  # PF_FORKNOEXEC: a fork before its exec still shows all of its parent's pages
+            if flags & PF_FORKNOEXEC:  # a fork before its exec still shows all of its parent's pages
                 continue
             kids.setdefault(ppid, []).append(int(d))
     return kids
