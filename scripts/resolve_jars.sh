@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Resolve hadoop-aws at exactly the Hadoop version of the hadoop-client jars inside the installed PySpark,
-# plus the AWS SDK artifacts that version declares, from Maven Central with Maven, into jars/lib (git-ignored).
+# plus the AWS SDK artifacts that version declares, from Maven Central with Maven, into jars/lib (git-ignored);
+# then compile jars/src (the local file system without chmod processes) against that PySpark's jars.
 # Cached: does nothing when jars/lib already matches. Usage: scripts/resolve_jars.sh [python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,15 +17,27 @@ if len(m) != 1:
 print(m[0])
 PYEOF
 )"
+PYSPARK_JARS="$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
 STAMP="$OUT/.hadoop-version"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HADOOP_VERSION" ] && ls "$OUT"/hadoop-aws-"$HADOOP_VERSION".jar >/dev/null 2>&1; then
   echo "jars: hadoop-aws $HADOOP_VERSION already in $OUT"
-  exit 0
+else
+  command -v mvn >/dev/null || { echo "jars: Maven (mvn) is needed: run scripts/setup.sh" >&2; exit 1; }
+  rm -rf "$OUT" && mkdir -p "$OUT"
+  echo "jars: resolving org.apache.hadoop:hadoop-aws:$HADOOP_VERSION and its AWS SDK with Maven"
+  mvn -B -q -f jars/pom.xml dependency:copy-dependencies \
+    -Dhadoop.version="$HADOOP_VERSION" -DincludeScope=runtime -DoutputDirectory="$OUT"
+  echo "$HADOOP_VERSION" > "$STAMP"
+  ls -1 "$OUT"
 fi
-command -v mvn >/dev/null || { echo "jars: Maven (mvn) is needed: run scripts/setup_system.sh" >&2; exit 1; }
-rm -rf "$OUT" && mkdir -p "$OUT"
-echo "jars: resolving org.apache.hadoop:hadoop-aws:$HADOOP_VERSION and its AWS SDK with Maven"
-mvn -B -q -f jars/pom.xml dependency:copy-dependencies \
-  -Dhadoop.version="$HADOOP_VERSION" -DincludeScope=runtime -DoutputDirectory="$OUT"
-echo "$HADOOP_VERSION" > "$STAMP"
-ls -1 "$OUT"
+
+# nexgen-localfs.jar, rebuilt when a source is newer (or PySpark's Hadoop changed, which emptied $OUT above)
+LOCALFS="$OUT/nexgen-localfs.jar"
+if [ ! -f "$LOCALFS" ] || [ -n "$(find jars/src -name '*.java' -newer "$LOCALFS")" ]; then
+  command -v javac >/dev/null || { echo "jars: javac (a JDK) is needed: run scripts/setup.sh" >&2; exit 1; }
+  CLASSES="$(mktemp -d)"
+  trap 'rm -rf "$CLASSES"' EXIT
+  javac -nowarn --release 11 -cp "$PYSPARK_JARS/*" -d "$CLASSES" $(find jars/src -name '*.java' | sort)
+  jar cf "$LOCALFS.tmp" -C "$CLASSES" . && mv "$LOCALFS.tmp" "$LOCALFS"
+  echo "jars: built $LOCALFS"
+fi

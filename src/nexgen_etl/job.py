@@ -108,7 +108,7 @@ class BatchJob:
     def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
         return self.read_clean(catalog.files("clean", [p for p in catalog.partitions("clean") if in_spans(p, spans)]))
 
-    def entity_extents(self, catalog: Catalog, batch_clean: DataFrame | None,
+    def entity_extents(self, catalog: Catalog, batch_rows: DataFrame | None,
                        in_batch) -> tuple[DataFrame, list[tuple[date, date]]]:
         """Each entity's first and last period over all clean rows once this batch is in, and the calendar days
         where a first or last period moved (the filled rows there appear or vanish).
@@ -126,8 +126,8 @@ class BatchJob:
             pub = pub.select(*keys, c.time_column, "_source_key")
             old = pub.groupBy(*keys).agg(F.min(p).alias("_of"), F.max(p).alias("_ol"))
             kept.append(pub.where(~in_batch).select(*keys, p))
-        if batch_clean is not None:
-            kept.append(batch_clean.select(*keys, p))
+        if batch_rows is not None:
+            kept.append(batch_rows.select(*keys, p))
         if not kept:
             return local_frame(self.spark, [], "_first date, _last date"), []
         new = (reduce(DataFrame.unionByName, kept).groupBy(*keys)
@@ -162,28 +162,30 @@ class BatchJob:
         batch_keys = [o.key for o in self.plan.objects]
         in_batch = F.col("_source_key").isin(batch_keys)
         schemas: dict[str, str] = {}
-        fates: list[DataFrame] = []
+        fates: list[DataFrame] = []  # one row per input row that reached the marked frame: (source key, fate)
+        counted: list[tuple[str, str, int]] = []  # (source key, fate, rows) counted before it
         quarantines: list[DataFrame] = []
         source_ranges: dict[str, dict] = {}
         new_dates: set[str] = set()
-        parsed = batch_clean = None
+        parsed = valid = None
         if raw is not None:
             parsed = clean.parse_rows(raw, c).persist(StorageLevel.MEMORY_AND_DISK)
-            # cached with its duplicate marks, so that the accounting reuses them instead of sorting again
-            valid = clean.mark_exact_duplicates(clean.valid_rows(parsed), c).persist(StorageLevel.MEMORY_AND_DISK)
-            batch_clean = (valid.where(~F.col("_exact_dup")).drop("_exact_dup")
-                           .withColumn(PARTITION_COLUMN,
-                                       F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd")))
-            for r in batch_clean.groupBy("_source_key", PARTITION_COLUMN).count().collect():
-                new_dates.add(r[PARTITION_COLUMN])
-                rng = source_ranges.setdefault(r["_source_key"], {"min": r[PARTITION_COLUMN], "max": r[PARTITION_COLUMN]})
-                rng["min"], rng["max"] = min(rng["min"], r[PARTITION_COLUMN]), max(rng["max"], r[PARTITION_COLUMN])
+            day = F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd")
+            reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
+            # one pass over the parsed rows counts each file's rows read and its rejects, and gives the dates of
+            # its valid rows (an exact repeat has the date of the row it repeats)
+            for r in (parsed.groupBy("_source_key", reason.alias("_q"), F.when(reason.isNull(), day).alias("_day"))
+                      .count().collect()):
+                key, n = r["_source_key"], int(r["count"])
+                counted.append((key, "rows_read", n))
+                if r["_q"] is not None:
+                    counted.append((key, "q:" + r["_q"], n))
+                    continue
+                new_dates.add(r["_day"])
+                rng = source_ranges.setdefault(key, {"min": r["_day"], "max": r["_day"]})
+                rng["min"], rng["max"] = min(rng["min"], r["_day"]), max(rng["max"], r["_day"])
+            valid = clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
             quarantines.append(clean.quarantine_rows(parsed))
-            # one fate per input row, and rows read counted on their own; one aggregation at the end
-            fates.append(parsed.select("_source_key", F.lit("rows_read").alias("fate")))
-            fates.append(parsed.where(F.size(clean.REASONS) > 0)
-                         .select("_source_key", F.concat(F.lit("q:"), F.col(clean.REASONS)[0]).alias("fate")))
-            fates.append(valid.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
         rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
                     if (why := self.plan.rejected.get(o.key))]
         if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
@@ -214,7 +216,7 @@ class BatchJob:
             extents = None
             if features.fills(c):
                 # a moved first or last period adds or removes filled rows away from the new rows
-                extents, moved = self.entity_extents(catalog, batch_clean, in_batch)
+                extents, moved = self.entity_extents(catalog, valid, in_batch)
                 touched += moved
             # features at t read t-lb … t: recompute each touched span and the lb days after it, reading the
             # lb days before it back from the published clean data; far-apart spans stay separate
@@ -222,19 +224,23 @@ class BatchJob:
             history = merge_spans([(a - timedelta(days=lb), b + timedelta(days=lb)) for a, b in spans])
             recompute = merge_spans([(a, b + timedelta(days=lb)) for a, b in spans])
             hist = self.read_clean_history(catalog, history)
-            frame = batch_clean
+            frame = valid
             if hist is not None:
                 hist = hist.where(~in_batch)
                 frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
-            # partitioned by the entity keys once: the duplicate, roll-up and feature windows (all partitioned by
-            # the keys plus maybe more) then need no shuffle of their own
-            frame = frame.repartition(*c.keys).persist(StorageLevel.MEMORY_AND_DISK)
-            self.write(frame.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
-            schemas["clean"] = frame.schema.json()
+            # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate windows,
+            # the roll-up and the feature windows need no shuffle of their own, the features often no sort;
+            # cached with its marks, so that the clean write, the features and the accounting share them
+            marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(StorageLevel.MEMORY_AND_DISK)
+            kept = marked.where(~F.col("_exact_dup"))
+            published = kept.drop("_exact_dup", "_key_dup")
+            self.write(published.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
+            schemas["clean"] = published.schema.json()
+            if parsed is not None:  # counted, quarantined and marked: its memory is the writes' now
+                parsed.unpersist()
             maybe_fail("transform.between_writes")
 
-            keyed = clean.mark_key_duplicates(frame, c)
-            winners = keyed.where(~F.col("_key_dup"))
+            winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
             periods = clean.rollup_to_period(winners, c)
             if extents is not None:
                 periods = features.fill_missing_periods(periods, extents, c, history)
@@ -245,8 +251,9 @@ class BatchJob:
             self.write(feats, "features")
             schemas["features"] = feats.schema.json()
 
-            fates.append(keyed.where(in_batch & F.col("_key_dup"))
-                         .select("_source_key", F.lit("duplicates_key").alias("fate")))
+            ours = marked.where(in_batch)
+            fates.append(ours.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
+            fates.append(ours.where(F.col("_key_dup")).select("_source_key", F.lit("duplicates_key").alias("fate")))
             # out vs merged is decided among all winners of the period, history included
             fates.append(clean.rollup_fates(winners, c).where(in_batch)
                          .select("_source_key", F.col("_fate").alias("fate")))
@@ -256,20 +263,21 @@ class BatchJob:
                           "duplicates_exact": 0, "duplicates_key": 0, "rows_merged": 0,
                           "file_rejected": self.plan.rejected.get(k)} for k in batch_keys}
         if fates:
-            for r in reduce(DataFrame.unionByName, fates).groupBy("_source_key", "fate").count().collect():
-                if r["_source_key"] not in accounting:
-                    raise RuntimeError(f"rows from a path that is not in the plan: {r['_source_key']!r}")
-                acc = accounting[r["_source_key"]]
-                fate, n = r["fate"], int(r["count"])
-                if fate.startswith("q:"):
-                    acc["rows_quarantined"] += n
-                    acc["quarantine_reasons"][fate[2:]] = acc["quarantine_reasons"].get(fate[2:], 0) + n
-                elif fate == "out":
-                    acc["rows_out"] += n
-                elif fate == "merged":
-                    acc["rows_merged"] += n
-                else:
-                    acc[fate] += n
+            counted += [(r["_source_key"], r["fate"], int(r["count"])) for r in
+                        reduce(DataFrame.unionByName, fates).groupBy("_source_key", "fate").count().collect()]
+        for key, fate, n in counted:
+            if key not in accounting:
+                raise RuntimeError(f"rows from a path that is not in the plan: {key!r}")
+            acc = accounting[key]
+            if fate.startswith("q:"):
+                acc["rows_quarantined"] += n
+                acc["quarantine_reasons"][fate[2:]] = acc["quarantine_reasons"].get(fate[2:], 0) + n
+            elif fate == "out":
+                acc["rows_out"] += n
+            elif fate == "merged":
+                acc["rows_merged"] += n
+            else:
+                acc[fate] += n
         self._timed("accounting", t0)
         for acc in accounting.values():
             acc["balanced"] = acc["rows_read"] == (acc["rows_out"] + acc["rows_quarantined"] + acc["duplicates_exact"]

@@ -63,17 +63,19 @@ def test_exact_then_key_duplicates_newest_file_wins(spark):
     rows_new = [("2024-01-02", "s1 ", "k", "9", "1", "0")]
     df = raw_df(spark, rows_old, "2026-01-01 00:00:00", "old.csv").unionByName(
         raw_df(spark, rows_new, "2026-01-02 00:00:00", "new.csv"))
-    valid = clean.mark_exact_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C)
-    assert valid.where("_exact_dup").count() == 1
-    keyed = clean.mark_key_duplicates(valid.where("not _exact_dup"), C).collect()
-    winners = [r for r in keyed if not r["_key_dup"]]
+    marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C).collect()
+    marks = sorted((r["_source_key"], r["_row_id"], r["_exact_dup"], r["_key_dup"]) for r in marked)
+    # the old file's second row repeats its first; the first loses to the newer file's row
+    assert marks == [("new.csv", 0, False, False), ("old.csv", 0, False, True), ("old.csv", 1, True, False)]
+    winners = [r for r in marked if not r["_exact_dup"] and not r["_key_dup"]]
     assert len(winners) == 1 and winners[0]["units_sold"] == 9.0 and winners[0]["_source_key"] == "new.csv"
 
 
 def test_within_one_file_the_last_row_wins(spark):
     df = raw_df(spark, [("2024-01-02", "S1", "K", "1", "1", "0"), ("2024-01-02", "S1", "K", "2", "1", "0")])
-    keyed = clean.mark_key_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C)
-    assert [r["units_sold"] for r in keyed.where("not _key_dup").collect()] == [2.0]
+    marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C)
+    assert [r["units_sold"] for r in marked.where("not _key_dup").collect()] == [2.0]
+    assert marked.where("_exact_dup").count() == 0
 
 
 def test_malformed_row_is_quarantined(spark):

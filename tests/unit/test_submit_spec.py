@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import QUICK_JIT_BYTES, input_bytes, sized_conf, submit_spec
+from nexgen_etl.spark_submit import LOCAL_FS_CLASS, LOCAL_FS_JAR, QUICK_JIT_BYTES, input_bytes, sized_conf, submit_spec
 from nexgen_etl.storage import ObjectInfo
 
 MB = 1024 * 1024
@@ -57,11 +57,34 @@ def test_gzip_counts_four_times_its_size():
     assert input_bytes([obj("a.csv", 10), obj("b.csv.gz", 10)]) == 50
 
 
+def jars_in(path):
+    for name in ("hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar", LOCAL_FS_JAR):
+        (path / name).write_bytes(b"")
+
+
 def test_submit_spec_puts_the_sizing_into_argv(monkeypatch, tmp_path):
-    (tmp_path / "hadoop-aws-3.3.4.jar").write_bytes(b"")
+    jars_in(tmp_path)
     settings = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)
     small = submit_spec(settings, batch_bytes=10).argv(["--plan", "x"])
     big = submit_spec(settings, batch_bytes=900 * MB).argv(["--plan", "x"])
     assert any(QUICK in a for a in small) and not any(QUICK in a for a in big)
     assert "spark.sql.shuffle.partitions=16" in small and "spark.sql.shuffle.partitions=16" in big
     assert small[small.index("--driver-memory") + 1] == "1g"
+
+
+def test_local_masters_write_file_paths_without_chmod_processes(tmp_path):
+    jars_in(tmp_path)
+    local = submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
+    assert local.conf["spark.hadoop.fs.file.impl"] == LOCAL_FS_CLASS
+    assert local.conf["spark.driver.extraClassPath"] == str(tmp_path / LOCAL_FS_JAR)
+    # a cluster's executors are other machines: the jar is not theirs, nor the setting
+    cluster = submit_spec(Settings.from_env(spark_master="spark://127.0.0.1:7077", jars_dir=tmp_path))
+    assert "spark.hadoop.fs.file.impl" not in cluster.conf and "spark.driver.extraClassPath" not in cluster.conf
+    for spec in (local, cluster):
+        assert [j.rsplit("/", 1)[-1] for j in spec.jars] == ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar"]
+
+
+def test_a_missing_local_fs_jar_says_make_jars(tmp_path):
+    (tmp_path / "hadoop-aws-3.3.4.jar").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"nexgen-localfs\.jar.*make jars"):
+        submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))

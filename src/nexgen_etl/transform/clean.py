@@ -125,21 +125,29 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.size(REASONS) == 0).drop(REASONS, "_raw")
 
 
-def mark_exact_duplicates(valid: DataFrame, contract: Contract) -> DataFrame:
-    """Adds `_exact_dup`: true for a repeat of an identical (cleaned) row earlier in the same file."""
-    w = Window.partitionBy("_source_key", *contract.column_names).orderBy("_row_id")
-    return valid.withColumn("_exact_dup", F.row_number().over(w) > 1)
-
-
 def winner_order(contract: Contract) -> list[SparkColumn]:
     """The stated winner among rows with the same key and time: newest file, then last row in the file."""
     return [F.col("_source_lm").desc(), F.col("_source_key").desc(), F.col("_row_id").desc()]
 
 
-def mark_key_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
-    """Adds `_key_dup`: true for every row beaten by the winner of its (keys, time) group."""
-    w = Window.partitionBy(*contract.keys, contract.time_column).orderBy(*winner_order(contract))
-    return rows.withColumn("_key_dup", F.row_number().over(w) > 1)
+def mark_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
+    """Adds `_exact_dup` and `_key_dup`; a row with neither is the winner of its (keys, time) group.
+
+    `_exact_dup`: a repeat of an identical (cleaned) row earlier in the same file. `_key_dup`: a row that is not
+    such a repeat but loses to its group's winner, the newest file's last row (`winner_order`).
+
+    One sort serves both windows and the feature windows after them: the exact-repeat window lists the keys and
+    the time first (then the file, whose modification time is the same on all its rows, and the other columns),
+    so its order begins with the group window's partition and the features' (keys, period) order.
+    """
+    keys, t = list(contract.keys), contract.time_column
+    rest = [n for n in contract.column_names if n not in keys and n != t]
+    repeats = Window.partitionBy(*keys, t, "_source_lm", "_source_key", *rest).orderBy("_row_id")
+    df = rows.withColumn("_exact_dup", F.row_number().over(repeats) > 1)
+    # the winner is the greatest (file time, file, row) among the rows that are not repeats; max skips the nulls
+    rank = F.struct("_source_lm", "_source_key", "_row_id")
+    best = F.max(F.when(~F.col("_exact_dup"), rank)).over(Window.partitionBy(*keys, t))
+    return df.withColumn("_key_dup", ~F.col("_exact_dup") & (rank != best))
 
 
 def period_start(contract: Contract) -> SparkColumn:

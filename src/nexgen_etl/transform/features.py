@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from nexgen_etl.contract import Contract
@@ -20,15 +20,12 @@ T = "_t"
 PARTITION_COLUMN = "period_date"
 FILLED = "is_filled"
 
-_STATS = {"mean": F.avg, "std": F.stddev_samp, "min": F.min, "max": F.max}
+_STATS = {"mean": "avg", "std": "stddev_samp", "min": "min", "max": "max"}  # SQL aggregate names
 
 
-def period_index(contract: Contract) -> SparkColumn:
-    """Periods since the epoch as an integer, so that range frames count calendar periods."""
-    p = F.col(PERIOD)
-    if contract.period == "day":
-        return F.datediff(p.cast("date"), F.lit("1970-01-01").cast("date")).cast("long")
-    return F.floor(F.unix_timestamp(p) / 3600).cast("long")
+def period_index() -> SparkColumn:
+    """Hourly periods as hours since the epoch, so that range frames count periods (days need no index)."""
+    return F.floor(F.unix_timestamp(F.col(PERIOD)) / 3600).cast("long")
 
 
 def feature_columns(contract: Contract) -> list[str]:
@@ -65,24 +62,35 @@ def calendar_columns(contract: Contract) -> list[SparkColumn]:
 def build_features(periods: DataFrame, contract: Contract) -> DataFrame:
     """periods: one row per (keys, `_period`) with the target and other columns → the same rows with features.
 
-    All frames share one partitioning and ordering, so Spark sorts once.
+    All frames share one partitioning and ordering, so Spark sorts once (or not at all, when the rows come
+    sorted by keys and period).
     """
-    f, tgt = contract.features, F.col(contract.target)
-    w = Window.partitionBy(*contract.keys).orderBy(T)
-    df = periods.withColumn(T, period_index(contract))
+    f, tgt, price = contract.features, contract.target, contract.price_column
+    if contract.period == "day":
+        # a date order takes whole days as range offsets; ordering by the period itself (not a number derived
+        # from it) lets Spark reuse the (keys, period) order the rows may already have (clean.mark_duplicates)
+        df, order = periods, PERIOD
+    else:
+        df, order = periods.withColumn(T, period_index()), T
+    partition = ", ".join(f"`{k}`" for k in contract.keys)
+
+    def over(agg: str, column: str, back_from: int, back_to: int) -> SparkColumn:
+        """agg(column) over the periods t-back_from … t-back_to. Written in SQL: the DataFrame API passes frame
+        offsets as BIGINT, which a date order does not take."""
+        return F.expr(f"{agg}(`{column}`) OVER (PARTITION BY {partition} ORDER BY `{order}` "
+                      f"RANGE BETWEEN {back_from} PRECEDING AND {back_to} PRECEDING)")
+
     out: list[SparkColumn] = []
     for k in f.lags:
-        out.append(F.max(tgt).over(w.rangeBetween(-k, -k)).alias(f"{contract.target}_lag_{k}"))
+        out.append(over("max", tgt, k, k).alias(f"{tgt}_lag_{k}"))
     for win in f.rolling_windows:
-        frame = w.rangeBetween(-win, -1)
         for s in f.rolling_stats:
-            out.append(_STATS[s](tgt).over(frame).alias(f"{contract.target}_roll_{s}_{win}"))
-    if f.price and contract.price_column:
-        price = F.col(contract.price_column)
-        out.append((price - F.max(price).over(w.rangeBetween(-1, -1))).alias(f"{contract.price_column}_change_1"))
+            out.append(over(_STATS[s], tgt, win, 1).alias(f"{tgt}_roll_{s}_{win}"))
+    if f.price and price:
+        out.append((F.col(price) - over("max", price, 1, 1)).alias(f"{price}_change_1"))
         for win in f.rolling_windows:
-            mean = F.avg(price).over(w.rangeBetween(-win, -1))
-            out.append(F.when(mean != 0, price / mean).alias(f"{contract.price_column}_ratio_mean_{win}"))
+            mean = over("avg", price, win, 1)
+            out.append(F.when(mean != 0, F.col(price) / mean).alias(f"{price}_ratio_mean_{win}"))
     if f.calendar:
         out.extend(calendar_columns(contract))
     return df.select("*", *out)
