@@ -285,6 +285,12 @@ def summarise(results: dict[str, list[dict]], meta: dict) -> dict:
         if name in summary and ref in summary:
             summary[name]["ratio"] = round(summary[name]["wall_s"] / summary[ref]["wall_s"], 2)
             summary[name]["ratio_to"] = ref
+            if len(results[name]) == len(results[ref]):
+                # the runs of one repetition are neighbours in time: their ratio is not moved by the machine
+                # getting slower or faster between repetitions, which the ratio of the medians is
+                paired = [round(a["wall_s"] / b["wall_s"], 2) for a, b in zip(results[name], results[ref])]
+                summary[name]["ratio_paired"] = paired
+                summary[name]["ratio_paired_median"] = round(statistics.median(paired), 2)
     return summary
 
 
@@ -297,9 +303,11 @@ def print_table(summary: dict, meta: dict) -> None:
           f"{meta['full']['bytes'] / 1e6:.0f} MB CSV in {s['files']} files; medians")
     head = f"{'run':<15}{'n':>3}{'wall s':>9}{'cpu s':>9}{'peak MB':>9}{'rows':>10}{'rows/s':>10}{'MB/s':>8}  ratio"
     print(head)
-    print("-" * (len(head) + 24))
+    print("-" * (len(head) + 56))
     for name, r in summary.items():
         ratio = f"{r['ratio']:.2f}× {r['ratio_to']}" if "ratio" in r else ""
+        if "ratio_paired_median" in r:
+            ratio += f" (per repetition: median {r['ratio_paired_median']:.2f}×)"
         target = TARGETS.get(name, "")
         print(f"{name:<15}{r['n']:>3}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['peak_rss_mb']:>9.0f}{r['rows']:>10}"
               f"{r['rows_per_s']:>10}{r['mb_per_s']:>8.1f}  {ratio}{'  (target ' + target + ')' if target else ''}")
