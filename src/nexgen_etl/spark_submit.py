@@ -166,6 +166,7 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     local = settings.spark_master.startswith("local")
     sizing = sized_conf(batch_bytes)
     jars = resolved_jars(settings)
+    local_fs = local_fs_conf(jars) if local else {}
     conf = {
         "spark.app.name": app_name,
         "spark.sql.session.timeZone": "UTC",
@@ -189,10 +190,14 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
         # set by hand (fs.s3a.secret.key, an executorEnv) the UI, event log and REST API would show it redacted
         "spark.redaction.regex": REDACTION_REGEX,
         **s3a_conf(settings),
-        **(local_fs_conf(jars) if local else {}),
+        **local_fs,
         **event_log_conf(),
         **settings.spark_conf,
     }
+    class_path = "spark.driver.extraClassPath"
+    if local_fs and settings.spark_conf.get(class_path):
+        # a class path of the user's own keeps the local file system's jar on it
+        conf[class_path] = os.pathsep.join([settings.spark_conf[class_path], local_fs[class_path]])
     env = {"SPARK_HOME": os.environ.get("SPARK_HOME") or pyspark_home()}
     if local or settings.spark_master.startswith("spark://"):
         # the driver and (same-host) executors use this interpreter, which has nexgen_etl installed

@@ -84,6 +84,14 @@ def test_local_masters_write_file_paths_without_chmod_processes(tmp_path):
         assert [j.rsplit("/", 1)[-1] for j in spec.jars] == ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar"]
 
 
+def test_a_class_path_of_the_users_keeps_the_local_fs_jar(tmp_path):
+    jars_in(tmp_path)
+    settings = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path,
+                                 spark_conf={"spark.driver.extraClassPath": "/opt/extra.jar"})
+    spec = submit_spec(settings)
+    assert spec.conf["spark.driver.extraClassPath"] == f"/opt/extra.jar:{tmp_path / LOCAL_FS_JAR}"
+
+
 def test_a_missing_local_fs_jar_says_make_jars(tmp_path):
     (tmp_path / "hadoop-aws-3.3.4.jar").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"nexgen-localfs\.jar.*make jars"):
