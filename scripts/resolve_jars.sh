@@ -8,16 +8,15 @@ cd "$(dirname "$0")/.."
 PY="${1:-.venv/bin/python}"
 OUT="${NEXGEN_JARS_DIR:-jars/lib}"
 case "$OUT" in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
-HADOOP_VERSION="$("$PY" - <<'PYEOF'
-import glob, os, re, pyspark
-jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar"))
-m = [re.search(r"hadoop-client-api-(.+)\.jar$", j).group(1) for j in jars]
-if len(m) != 1:
-    raise SystemExit(f"expected exactly one hadoop-client-api jar in pyspark, found {m}")
-print(m[0])
-PYEOF
-)"
 PYSPARK_JARS="$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+shopt -s nullglob
+API=("$PYSPARK_JARS"/hadoop-client-api-*.jar)
+if [ "${#API[@]}" -ne 1 ]; then
+  echo "jars: expected exactly one hadoop-client-api jar in $PYSPARK_JARS, found ${#API[@]}" >&2
+  exit 1
+fi
+HADOOP_VERSION="${API[0]##*/hadoop-client-api-}"
+HADOOP_VERSION="${HADOOP_VERSION%.jar}"
 STAMP="$OUT/.hadoop-version"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HADOOP_VERSION" ] && ls "$OUT"/hadoop-aws-"$HADOOP_VERSION".jar >/dev/null 2>&1; then
   echo "jars: hadoop-aws $HADOOP_VERSION already in $OUT"

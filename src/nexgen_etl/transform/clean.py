@@ -125,9 +125,13 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.size(REASONS) == 0).drop(REASONS, "_raw")
 
 
+# the winner among rows with the same key and time is the greatest of these: newest file, then last row in the file
+WINNER_RANK = ("_source_lm", "_source_key", "_row_id")
+
+
 def winner_order(contract: Contract) -> list[SparkColumn]:
-    """The stated winner among rows with the same key and time: newest file, then last row in the file."""
-    return [F.col("_source_lm").desc(), F.col("_source_key").desc(), F.col("_row_id").desc()]
+    """The stated winner among rows with the same key and time first (WINNER_RANK, descending)."""
+    return [F.col(c).desc() for c in WINNER_RANK]
 
 
 def mark_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
@@ -144,8 +148,8 @@ def mark_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
     rest = [n for n in contract.column_names if n not in keys and n != t]
     repeats = Window.partitionBy(*keys, t, "_source_lm", "_source_key", *rest).orderBy("_row_id")
     df = rows.withColumn("_exact_dup", F.row_number().over(repeats) > 1)
-    # the winner is the greatest (file time, file, row) among the rows that are not repeats; max skips the nulls
-    rank = F.struct("_source_lm", "_source_key", "_row_id")
+    # the winner is the greatest WINNER_RANK among the rows that are not repeats; max skips the nulls
+    rank = F.struct(*WINNER_RANK)
     best = F.max(F.when(~F.col("_exact_dup"), rank)).over(Window.partitionBy(*keys, t))
     return df.withColumn("_key_dup", ~F.col("_exact_dup") & (rank != best))
 
