@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) setup on a fresh Debian machine: system packages (JDK, Maven, Chromium) with apt when they are
-# missing, uv, the pinned virtualenv (.venv from uv.lock), and the S3A jars (jars/lib, via Maven).
+# missing, uv, the pinned virtualenv (.venv from uv.lock), the S3A jars (jars/lib, via Maven), and the driver JVM's
+# class data sharing archive (jars/lib/cds: two small local batches once, about a minute; nexgen_etl/cds.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV_VERSION="0.13.8"
@@ -28,4 +29,5 @@ fi
 UV="$(command -v uv || echo "$("$PY" -m site --user-base)/bin/uv")"
 "$UV" sync --frozen --extra dev --python "$PY" -q
 scripts/resolve_jars.sh .venv/bin/python
-echo "setup: ready (.venv, jars/lib)"
+.venv/bin/python -m nexgen_etl.cds >/dev/null
+echo "setup: ready (.venv, jars/lib, jars/lib/cds)"

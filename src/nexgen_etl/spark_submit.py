@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nexgen_etl.cds import archive_options
 from nexgen_etl.settings import PROJECT_ROOT, Settings
 
 ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
@@ -119,10 +120,13 @@ def local_fs_conf(jars: list[str]) -> dict[str, str]:
     return {"spark.hadoop.fs.file.impl": LOCAL_FS_CLASS, "spark.driver.extraClassPath": jar}
 
 
-# a batch up to this many bytes of input runs with the JVM's quick (C1-only) JIT: a small batch is all start-up,
-# planning and code generation, where the optimising compiler's threads only compete for the cores (on 2 cores,
-# 102 rows: 38 s -> 29 s); above it the optimised code pays off (27 MB: 109 s with it, 175 s without)
-QUICK_JIT_BYTES = 2 * 1024 * 1024
+# a batch up to this many bytes of input is small: its run is start-up, planning and code generation, not rows.
+# It runs with the JVM's quick (C1-only) JIT, whose optimising compiler's threads would only compete for the cores
+# (on 2 cores, 102 rows: 38 s -> 29 s), and without adaptive query execution on SMALL_SHUFFLE_PARTITIONS: AQE
+# plans each stage again after the shuffle before it, which costs a cold JVM more than coalescing a few MB saves.
+# Above it the optimised code pays off (27 MB: 109 s with the optimising JIT, 175 s without); docs/performance.md
+SMALL_BATCH_BYTES = 8 * 1024 * 1024
+SMALL_SHUFFLE_PARTITIONS = 2
 # one shuffle partition per this many input bytes, never fewer than the default; AQE coalesces small ones
 SHUFFLE_PARTITION_BYTES = 64 * 1024 * 1024
 DEFAULT_SHUFFLE_PARTITIONS = 16
@@ -141,16 +145,19 @@ class Sizing:
 
 def sized_conf(batch_bytes: int | None) -> Sizing:
     """Spark conf, driver JVM options and driver memory sized to a batch's input (bytes as listed; a .gz counts
-    4×); NEXGEN_SHUFFLE_PARTITIONS, NEXGEN_QUICK_JIT_BYTES and NEXGEN_DRIVER_MEMORY override."""
+    4×); NEXGEN_SHUFFLE_PARTITIONS, NEXGEN_SMALL_BATCH_BYTES and NEXGEN_DRIVER_MEMORY override."""
     java_opts = ["-Dlog4j2.level=WARN"]
+    conf: dict[str, str] = {}
     partitions = int(os.environ.get("NEXGEN_SHUFFLE_PARTITIONS") or 0)
     memory = "1g" if batch_bytes is None or batch_bytes <= LARGE_BATCH_BYTES else "2g"
     if batch_bytes is not None:
-        if batch_bytes <= int(os.environ.get("NEXGEN_QUICK_JIT_BYTES", QUICK_JIT_BYTES)):
+        if batch_bytes <= int(os.environ.get("NEXGEN_SMALL_BATCH_BYTES", SMALL_BATCH_BYTES)):
             java_opts.append("-XX:TieredStopAtLevel=1")
+            conf["spark.sql.adaptive.enabled"] = "false"
+            partitions = partitions or SMALL_SHUFFLE_PARTITIONS
         if not partitions:
             partitions = max(DEFAULT_SHUFFLE_PARTITIONS, -(-batch_bytes // SHUFFLE_PARTITION_BYTES))
-    conf = {"spark.sql.shuffle.partitions": str(partitions or DEFAULT_SHUFFLE_PARTITIONS)}
+    conf["spark.sql.shuffle.partitions"] = str(partitions or DEFAULT_SHUFFLE_PARTITIONS)
     return Sizing(conf, java_opts, os.environ.get("NEXGEN_DRIVER_MEMORY") or memory)
 
 
@@ -167,6 +174,9 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     sizing = sized_conf(batch_bytes)
     jars = resolved_jars(settings)
     local_fs = local_fs_conf(jars) if local else {}
+    java_opts = sizing.java_opts
+    if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.cds)
+        java_opts = java_opts + archive_options(settings, Path(local_fs["spark.driver.extraClassPath"]))
     conf = {
         "spark.app.name": app_name,
         "spark.sql.session.timeZone": "UTC",
@@ -185,7 +195,7 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000",
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         "spark.ui.showConsoleProgress": "false",
-        "spark.driver.extraJavaOptions": " ".join(sizing.java_opts),
+        "spark.driver.extraJavaOptions": " ".join(java_opts),
         # defense in depth: credentials never enter the conf (only the process environment), but if one were
         # set by hand (fs.s3a.secret.key, an executorEnv) the UI, event log and REST API would show it redacted
         "spark.redaction.regex": REDACTION_REGEX,

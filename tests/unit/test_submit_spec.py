@@ -1,4 +1,4 @@
-"""The spark-submit description is sized to the batch: JIT mode and shuffle partitions follow the input bytes."""
+"""The spark-submit description is sized to the batch: JIT mode, AQE and shuffle partitions follow the input bytes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from nexgen_etl.cds import archive_path
 from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import LOCAL_FS_CLASS, LOCAL_FS_JAR, QUICK_JIT_BYTES, input_bytes, sized_conf, submit_spec
+from nexgen_etl.spark_submit import LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES, input_bytes, sized_conf, submit_spec
 from nexgen_etl.storage import ObjectInfo
 
 MB = 1024 * 1024
@@ -17,7 +18,7 @@ QUICK = "-XX:TieredStopAtLevel=1"
 @pytest.fixture(autouse=True)
 def _no_overrides(monkeypatch):
     monkeypatch.delenv("NEXGEN_SHUFFLE_PARTITIONS", raising=False)
-    monkeypatch.delenv("NEXGEN_QUICK_JIT_BYTES", raising=False)
+    monkeypatch.delenv("NEXGEN_SMALL_BATCH_BYTES", raising=False)
     monkeypatch.delenv("NEXGEN_DRIVER_MEMORY", raising=False)
 
 
@@ -25,14 +26,18 @@ def obj(key: str, size: int) -> ObjectInfo:
     return ObjectInfo(last_modified=datetime(2026, 1, 1, tzinfo=timezone.utc), key=key, etag="e", size=size)
 
 
-def test_small_batch_gets_the_quick_jit_and_the_default_partitions():
-    s = sized_conf(100_000)
-    assert QUICK in s.java_opts and "-Dlog4j2.level=WARN" in s.java_opts
-    assert s.conf["spark.sql.shuffle.partitions"] == "16" and s.driver_memory == "1g"
+def test_small_batch_gets_the_quick_jit_no_aqe_and_two_partitions():
+    for size in (100_000, SMALL_BATCH_BYTES):
+        s = sized_conf(size)
+        assert QUICK in s.java_opts and "-Dlog4j2.level=WARN" in s.java_opts
+        assert s.conf["spark.sql.adaptive.enabled"] == "false"
+        assert s.conf["spark.sql.shuffle.partitions"] == "2" and s.driver_memory == "1g"
 
 
 def test_large_batch_keeps_the_optimising_jit_and_scales_partitions_and_memory():
-    assert QUICK not in sized_conf(QUICK_JIT_BYTES + 1).java_opts
+    above = sized_conf(SMALL_BATCH_BYTES + 1)
+    assert QUICK not in above.java_opts and "spark.sql.adaptive.enabled" not in above.conf
+    assert above.conf["spark.sql.shuffle.partitions"] == "16"
     big = sized_conf(3000 * MB)
     assert big.conf["spark.sql.shuffle.partitions"] == str(-(-3000 // 64))  # 47
     assert big.driver_memory == "2g" and sized_conf(1024 * MB).driver_memory == "1g"
@@ -41,16 +46,18 @@ def test_large_batch_keeps_the_optimising_jit_and_scales_partitions_and_memory()
 
 def test_unknown_size_changes_nothing():
     s = sized_conf(None)
-    assert QUICK not in s.java_opts and s.conf["spark.sql.shuffle.partitions"] == "16" and s.driver_memory == "1g"
+    assert QUICK not in s.java_opts and s.conf == {"spark.sql.shuffle.partitions": "16"} and s.driver_memory == "1g"
 
 
 def test_environment_overrides(monkeypatch):
     monkeypatch.setenv("NEXGEN_SHUFFLE_PARTITIONS", "4")
-    monkeypatch.setenv("NEXGEN_QUICK_JIT_BYTES", "0")
+    monkeypatch.setenv("NEXGEN_SMALL_BATCH_BYTES", "0")
     monkeypatch.setenv("NEXGEN_DRIVER_MEMORY", "3g")
     s = sized_conf(3000 * MB)
     assert s.conf["spark.sql.shuffle.partitions"] == "4" and s.driver_memory == "3g"
-    assert QUICK not in sized_conf(10).java_opts
+    assert QUICK not in sized_conf(10).java_opts and sized_conf(10).conf["spark.sql.shuffle.partitions"] == "4"
+    monkeypatch.delenv("NEXGEN_SMALL_BATCH_BYTES")
+    assert sized_conf(10).conf["spark.sql.shuffle.partitions"] == "4"  # the fixed number beats the small default
 
 
 def test_gzip_counts_four_times_its_size():
@@ -68,7 +75,8 @@ def test_submit_spec_puts_the_sizing_into_argv(monkeypatch, tmp_path):
     small = submit_spec(settings, batch_bytes=10).argv(["--plan", "x"])
     big = submit_spec(settings, batch_bytes=900 * MB).argv(["--plan", "x"])
     assert any(QUICK in a for a in small) and not any(QUICK in a for a in big)
-    assert "spark.sql.shuffle.partitions=16" in small and "spark.sql.shuffle.partitions=16" in big
+    assert "spark.sql.shuffle.partitions=2" in small and "spark.sql.shuffle.partitions=16" in big
+    assert "spark.sql.adaptive.enabled=false" in small and "spark.sql.adaptive.enabled=true" in big
     assert small[small.index("--driver-memory") + 1] == "1g"
 
 
@@ -96,3 +104,30 @@ def test_a_missing_local_fs_jar_says_make_jars(tmp_path):
     (tmp_path / "hadoop-aws-3.3.4.jar").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"nexgen-localfs\.jar.*make jars"):
         submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
+
+
+def test_local_driver_maps_the_class_archive_once_setup_made_it(tmp_path):
+    jars_in(tmp_path)
+    settings = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)
+    assert "SharedArchiveFile" not in submit_spec(settings).conf["spark.driver.extraJavaOptions"]
+    archive = archive_path(tmp_path, tmp_path / LOCAL_FS_JAR)
+    assert archive.parent == tmp_path / "cds"
+    archive.parent.mkdir()
+    archive.write_bytes(b"")
+    opts = submit_spec(settings, batch_bytes=10).conf["spark.driver.extraJavaOptions"].split()
+    assert f"-XX:SharedArchiveFile={archive}" in opts and QUICK in opts
+    # a cluster's driver has another class path; a class path of the user's is not the archive's either
+    cluster = submit_spec(Settings.from_env(spark_master="spark://127.0.0.1:7077", jars_dir=tmp_path))
+    assert "SharedArchiveFile" not in cluster.conf["spark.driver.extraJavaOptions"]
+    own = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path,
+                            spark_conf={"spark.driver.extraClassPath": "/opt/extra.jar"})
+    assert "SharedArchiveFile" not in submit_spec(own).conf["spark.driver.extraJavaOptions"]
+
+
+def test_the_archive_name_follows_the_jar_on_the_class_path(tmp_path):
+    jars_in(tmp_path)
+    jar = tmp_path / LOCAL_FS_JAR
+    before = archive_path(tmp_path, jar)
+    assert archive_path(tmp_path, jar) == before
+    jar.write_bytes(b"rebuilt")  # the JVM refuses an archive whose class path jars changed size or time
+    assert archive_path(tmp_path, jar) != before

@@ -1,0 +1,132 @@
+"""A class data sharing archive for the driver JVM of local runs (`python -m nexgen_etl.cds`, run by setup).
+
+A transform's driver loads some 17,000 classes (Spark, Hadoop, Parquet, Jackson, Scala) from about 250 jars, and
+parses and verifies each of them at every start. JDK 17 can keep them in an archive file instead, mapped into
+memory at start-up (`-XX:SharedArchiveFile`; JEP 350). The archive is made by running the transform once on
+generated sample data with `-XX:ArchiveClassesAtExit`. It only fits the JVM and the class path it was made with,
+so its name is a digest of both (the Java release, PySpark's jars folder, the local file system jar); a JVM that
+finds it does not fit after all prints one warning and starts without it.
+
+For local masters only: a cluster's driver and executors run elsewhere, with their own class path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from nexgen_etl.settings import Settings
+
+log = logging.getLogger("nexgen_etl")
+
+ARCHIVE_DIR = "cds"
+
+
+def java_home() -> Path | None:
+    """The Java that spark-class starts: $JAVA_HOME's, else the first java on PATH."""
+    if os.environ.get("JAVA_HOME"):
+        return Path(os.environ["JAVA_HOME"]).resolve()
+    java = shutil.which("java")
+    return Path(java).resolve().parents[1] if java else None
+
+
+def fingerprint(local_fs_jar: Path) -> str:
+    """What the archive depends on: the JVM build, PySpark's jars (its path: the class path is absolute) and the
+    local file system jar on the driver's class path (the JVM checks each jar's size and modification time)."""
+    from nexgen_etl.spark_submit import pyspark_home
+
+    home = java_home()
+    release = home / "release" if home else None
+    st = local_fs_jar.stat()
+    parts = [
+        str(home),
+        release.read_text() if release and release.exists() else "",
+        pyspark_home(),
+        str(local_fs_jar.resolve()), str(st.st_size), str(st.st_mtime_ns),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def archive_path(jars_dir: Path, local_fs_jar: Path) -> Path:
+    return Path(jars_dir) / ARCHIVE_DIR / f"driver-{fingerprint(local_fs_jar)}.jsa"
+
+
+def archive_options(settings: Settings, local_fs_jar: Path) -> list[str]:
+    """-XX:SharedArchiveFile for a local driver when the archive of this JVM and class path exists. Not when the
+    settings bring their own driver class path (the archive's would not be a prefix of it)."""
+    if "spark.driver.extraClassPath" in settings.spark_conf:
+        return []
+    try:
+        path = archive_path(settings.jars_dir, local_fs_jar)
+    except OSError:
+        return []
+    return [f"-XX:SharedArchiveFile={path}"] if path.exists() else []
+
+
+def build(settings: Settings | None = None, force: bool = False) -> Path:
+    """Run two small local batches (the second reads the first's output back, as every later batch does) and
+    archive the classes the second one's driver loaded. Idempotent; the archive appears whole or not at all."""
+    from nexgen_etl.contract import load_contract
+    from nexgen_etl.pipeline import Pipeline
+    from nexgen_etl.sample import SampleSpec, generate
+    from nexgen_etl.spark_submit import LOCAL_FS_JAR, resolved_jars
+    from nexgen_etl.state import FileStateStore
+    from nexgen_etl.storage import LocalStore
+
+    settings = settings or Settings.from_env(spark_master="local[2]")
+    jars = resolved_jars(settings)
+    local_fs_jar = next(Path(j) for j in jars if Path(j).name == LOCAL_FS_JAR)
+    target = archive_path(settings.jars_dir, local_fs_jar)
+    if target.exists() and not force:
+        log.info("cds: %s is there", target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="nexgen-cds-") as tmp:
+        work = Path(tmp)
+        files = generate(work / "sample", SampleSpec(stores=3, skus=10, days=10, seed=11))
+        raw, out = work / "raw", work / "out"
+        partial = target.parent / f".{target.name}.{os.getpid()}.part"
+        for n, (drop, dump) in enumerate(((files[:8], False), (files[8:], True))):
+            for f in drop:
+                dest = raw / f.relative_to(work / "sample")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dest)
+            conf = dict(settings.spark_conf)
+            if dump:
+                conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.level=WARN -XX:ArchiveClassesAtExit={partial}"
+            run = dataclasses.replace(settings, raw_url=f"{raw}/", output_url=f"{out}/",
+                                      state_url=str(work / "state.json"), spark_master="local[2]", spark_conf=conf)
+            pipeline = Pipeline(settings=run, contract=load_contract(), raw=LocalStore(raw), out=LocalStore(out),
+                                state=FileStateStore(run.state_url))
+            result = pipeline.run_once(credentials=None)
+            if result.get("status") != "committed":
+                raise RuntimeError(f"cds: training batch {n + 1} did not commit: {result}")
+        if not partial.exists():
+            raise RuntimeError(f"cds: the JVM wrote no archive at {partial}")
+        os.replace(partial, target)
+    for old in target.parent.glob("driver-*.jsa"):  # archives of an earlier JVM or class path
+        if old != target:
+            old.unlink(missing_ok=True)
+    log.info("cds: wrote %s (%.0f MB)", target, target.stat().st_size / 1e6)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m nexgen_etl.cds", description=__doc__.splitlines()[0])
+    ap.add_argument("--force", action="store_true", help="make the archive again even when it is there")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build(force=args.force))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The local driver JVM maps its classes from the class data sharing archive that setup made (nexgen_etl.cds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+
+from nexgen_etl.cds import archive_path
+from nexgen_etl.settings import Settings
+from nexgen_etl.spark_submit import LOCAL_FS_JAR, spark_submit_binary, submit_spec
+
+APP = """
+import sys
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()
+df = spark.read.option("header", "true").csv(sys.argv[1])
+df.groupBy("k").count().write.parquet(sys.argv[2])
+print("nexgen-test rows", spark.read.parquet(sys.argv[2]).count())
+spark.stop()
+"""
+
+
+def test_local_submit_loads_spark_from_the_archive(tmp_path):
+    settings = Settings.from_env(spark_master="local[2]")
+    archive = archive_path(settings.jars_dir, settings.jars_dir / LOCAL_FS_JAR)
+    assert archive.exists(), f"no class archive at {archive}: setup makes it (python -m nexgen_etl.cds)"
+    spec = submit_spec(settings, batch_bytes=100)
+    opts = spec.conf["spark.driver.extraJavaOptions"]
+    assert f"-XX:SharedArchiveFile={archive}" in opts.split()
+    (tmp_path / "in.csv").write_text("k,v\na,1\nb,2\na,3\n")
+    (tmp_path / "app.py").write_text(APP)
+    loads = tmp_path / "classes.log"
+    spec = dataclasses.replace(spec, application=str(tmp_path / "app.py"), conf={
+        **spec.conf, "spark.driver.extraJavaOptions": f"{opts} -Xlog:class+load=info:file={loads}"})
+    proc = subprocess.run(spec.argv([str(tmp_path / "in.csv"), str(tmp_path / "out")],
+                                    spark_submit=spark_submit_binary()),
+                          env={**os.environ, **spec.env}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "nexgen-test rows 2" in proc.stdout
+    assert "[cds" not in proc.stdout + proc.stderr  # the JVM's warning when an archive does not fit
+    lines = loads.read_text().splitlines()
+    shared = [ln for ln in lines if "source: shared objects file (top)" in ln]
+    session = [ln for ln in lines if " org.apache.spark.sql.SparkSession " in ln]
+    assert session and "shared objects file (top)" in session[0], session
+    # most of what the driver loaded came from the archive, not from jar files
+    assert len(shared) > 0.6 * len(lines), (len(shared), len(lines))
