@@ -29,5 +29,5 @@ fi
 UV="$(command -v uv || echo "$("$PY" -m site --user-base)/bin/uv")"
 "$UV" sync --frozen --extra dev --python "$PY" -q
 scripts/resolve_jars.sh .venv/bin/python
-.venv/bin/python -m nexgen_etl.cds >/dev/null
+.venv/bin/python -m nexgen_etl.cds
 echo "setup: ready (.venv, jars/lib, jars/lib/cds)"

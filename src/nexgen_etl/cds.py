@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from nexgen_etl.settings import Settings
@@ -57,10 +58,20 @@ def archive_path(jars_dir: Path, local_fs_jar: Path) -> Path:
     return Path(jars_dir) / ARCHIVE_DIR / f"driver-{fingerprint(local_fs_jar)}.jsa"
 
 
-def archive_options(settings: Settings, local_fs_jar: Path) -> list[str]:
+# JVM options from the environment that spark-class passes on: with a Java agent or a flight recording, this
+# JDK 17 build crashed at start on a dynamic archive (KlassFactory::check_shared_class_file_load_hook)
+ENVIRONMENT_OPTIONS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OPTS")
+UNSAFE_WITH_ARCHIVE = ("-agent", "-javaagent", "FlightRecord")
+
+
+def archive_options(settings: Settings, local_fs_jar: Path, env: dict[str, str] | None = None) -> list[str]:
     """-XX:SharedArchiveFile for a local driver when the archive of this JVM and class path exists. Not when the
-    settings bring their own driver class path (the archive's would not be a prefix of it)."""
-    if "spark.driver.extraClassPath" in settings.spark_conf:
+    settings bring their own driver class path (the archive's would not be a prefix of it) or JVM options (they
+    replace the product's), nor with an agent or a flight recording in the environment's JVM options."""
+    env = os.environ if env is None else env
+    if {"spark.driver.extraClassPath", "spark.driver.extraJavaOptions"} & settings.spark_conf.keys():
+        return []
+    if any(u in env.get(name, "") for name in ENVIRONMENT_OPTIONS for u in UNSAFE_WITH_ARCHIVE):
         return []
     try:
         path = archive_path(settings.jars_dir, local_fs_jar)
@@ -123,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nexgen_etl.cds", description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="make the archive again even when it is there")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(force=args.force))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the training batches' steps are noise here
+    t0 = time.monotonic()
+    path = build(force=args.force)
+    print(f"cds: {path} ({path.stat().st_size / 1e6:.0f} MB, {time.monotonic() - t0:.0f} s)")
     return 0
 
 

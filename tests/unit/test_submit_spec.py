@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from nexgen_etl.cds import archive_path
+from nexgen_etl.cds import archive_options, archive_path
 from nexgen_etl.settings import Settings
 from nexgen_etl.spark_submit import LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES, input_bytes, sized_conf, submit_spec
 from nexgen_etl.storage import ObjectInfo
@@ -122,6 +122,14 @@ def test_local_driver_maps_the_class_archive_once_setup_made_it(tmp_path):
     own = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path,
                             spark_conf={"spark.driver.extraClassPath": "/opt/extra.jar"})
     assert "SharedArchiveFile" not in submit_spec(own).conf["spark.driver.extraJavaOptions"]
+    jvm_opts = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path,
+                                 spark_conf={"spark.driver.extraJavaOptions": "-XX:StartFlightRecording"})
+    assert submit_spec(jvm_opts).conf["spark.driver.extraJavaOptions"] == "-XX:StartFlightRecording"
+    assert archive_options(jvm_opts, tmp_path / LOCAL_FS_JAR) == []
+    # an agent or a flight recording in the JVM options spark-class takes from the environment: no archive
+    assert archive_options(settings, tmp_path / LOCAL_FS_JAR, env={}) == [f"-XX:SharedArchiveFile={archive}"]
+    for env in ({"JAVA_TOOL_OPTIONS": "-javaagent:/opt/a.jar"}, {"SPARK_SUBMIT_OPTS": "-XX:StartFlightRecording"}):
+        assert archive_options(settings, tmp_path / LOCAL_FS_JAR, env=env) == []
 
 
 def test_the_archive_name_follows_the_jar_on_the_class_path(tmp_path):
