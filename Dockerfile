@@ -44,6 +44,7 @@ RUN bash scripts/resolve_jars.sh "$(command -v python)" \
     && test -x "${JAVA_HOME}/bin/java" \
     && command -v spark-submit
 
-# The driver JVM's class data sharing archive (nexgen_etl/cds.py): two small local Spark batches on generated data,
-# once, at build time; a local-master transform then maps its ~17,000 classes instead of loading them from jars.
+# The driver JVM's class data sharing archive (nexgen_etl/cds.py): two small local Spark batches on generated
+# data, once, at build time; a local-master transform then maps most of its ~18,000 classes instead of loading
+# them from the jars.
 RUN python -m nexgen_etl.cds

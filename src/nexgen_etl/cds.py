@@ -1,6 +1,6 @@
 """A class data sharing archive for the driver JVM of local runs (`python -m nexgen_etl.cds`, run by setup).
 
-A transform's driver loads some 17,000 classes (Spark, Hadoop, Parquet, Jackson, Scala) from about 250 jars, and
+A Spark driver loads some 18,000 classes (Spark, Hadoop, Parquet, Jackson, Scala) from about 250 jars, and
 parses and verifies each of them at every start. JDK 17 can keep them in an archive file instead, mapped into
 memory at start-up (`-XX:SharedArchiveFile`; JEP 350). The archive is made by running the transform once on
 generated sample data with `-XX:ArchiveClassesAtExit`. It only fits the JVM and the class path it was made with,
@@ -58,8 +58,9 @@ def archive_path(jars_dir: Path, local_fs_jar: Path) -> Path:
     return Path(jars_dir) / ARCHIVE_DIR / f"driver-{fingerprint(local_fs_jar)}.jsa"
 
 
-# JVM options from the environment that spark-class passes on: with a Java agent or a flight recording, this
-# JDK 17 build crashed at start on a dynamic archive (KlassFactory::check_shared_class_file_load_hook)
+# JVM options from the environment that spark-class passes on: with a flight recording, this JDK 17 build crashed
+# at start on a dynamic archive, in KlassFactory::check_shared_class_file_load_hook (the class file load hook that
+# Java agents use too)
 ENVIRONMENT_OPTIONS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OPTS")
 UNSAFE_WITH_ARCHIVE = ("-agent", "-javaagent", "FlightRecord")
 
@@ -83,49 +84,56 @@ def archive_options(settings: Settings, local_fs_jar: Path, env: dict[str, str] 
 def build(settings: Settings | None = None, force: bool = False) -> Path:
     """Run two small local batches (the second reads the first's output back, as every later batch does) and
     archive the classes the second one's driver loaded. Idempotent; the archive appears whole or not at all."""
-    from nexgen_etl.contract import load_contract
-    from nexgen_etl.pipeline import Pipeline
-    from nexgen_etl.sample import SampleSpec, generate
     from nexgen_etl.spark_submit import LOCAL_FS_JAR, resolved_jars
-    from nexgen_etl.state import FileStateStore
-    from nexgen_etl.storage import LocalStore
 
     settings = settings or Settings.from_env(spark_master="local[2]")
-    jars = resolved_jars(settings)
-    local_fs_jar = next(Path(j) for j in jars if Path(j).name == LOCAL_FS_JAR)
+    local_fs_jar = next(Path(j) for j in resolved_jars(settings) if Path(j).name == LOCAL_FS_JAR)
     target = archive_path(settings.jars_dir, local_fs_jar)
     if target.exists() and not force:
         log.info("cds: %s is there", target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="nexgen-cds-") as tmp:
-        work = Path(tmp)
-        files = generate(work / "sample", SampleSpec(stores=3, skus=10, days=10, seed=11))
-        raw, out = work / "raw", work / "out"
-        partial = target.parent / f".{target.name}.{os.getpid()}.part"
-        for n, (drop, dump) in enumerate(((files[:8], False), (files[8:], True))):
-            for f in drop:
-                dest = raw / f.relative_to(work / "sample")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, dest)
-            conf = dict(settings.spark_conf)
-            if dump:
-                conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.level=WARN -XX:ArchiveClassesAtExit={partial}"
-            run = dataclasses.replace(settings, raw_url=f"{raw}/", output_url=f"{out}/",
-                                      state_url=str(work / "state.json"), spark_master="local[2]", spark_conf=conf)
-            pipeline = Pipeline(settings=run, contract=load_contract(), raw=LocalStore(raw), out=LocalStore(out),
-                                state=FileStateStore(run.state_url))
-            result = pipeline.run_once(credentials=None)
-            if result.get("status") != "committed":
-                raise RuntimeError(f"cds: training batch {n + 1} did not commit: {result}")
+    partial = target.parent / f".{target.name}.{os.getpid()}.part"
+    try:
+        with tempfile.TemporaryDirectory(prefix="nexgen-cds-") as tmp:
+            _train(settings, Path(tmp), partial)
         if not partial.exists():
             raise RuntimeError(f"cds: the JVM wrote no archive at {partial}")
         os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     for old in target.parent.glob("driver-*.jsa"):  # archives of an earlier JVM or class path
         if old != target:
             old.unlink(missing_ok=True)
     log.info("cds: wrote %s (%.0f MB)", target, target.stat().st_size / 1e6)
     return target
+
+
+def _train(settings: Settings, work: Path, archive: Path) -> None:
+    """Two batches of generated sample files through the local pipeline; the second driver writes the archive."""
+    from nexgen_etl.contract import load_contract
+    from nexgen_etl.pipeline import Pipeline
+    from nexgen_etl.sample import SampleSpec, generate
+    from nexgen_etl.state import FileStateStore
+    from nexgen_etl.storage import LocalStore
+
+    sample, raw, out = work / "sample", work / "raw", work / "out"
+    files = generate(sample, SampleSpec(stores=3, skus=10, days=10, seed=11))
+    for n, (drop, dump) in enumerate(((files[:8], False), (files[8:], True))):
+        for f in drop:
+            dest = raw / f.relative_to(sample)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dest)
+        conf = dict(settings.spark_conf)
+        if dump:
+            conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.level=WARN -XX:ArchiveClassesAtExit={archive}"
+        run = dataclasses.replace(settings, raw_url=f"{raw}/", output_url=f"{out}/",
+                                  state_url=str(work / "state.json"), spark_master="local[2]", spark_conf=conf)
+        pipeline = Pipeline(settings=run, contract=load_contract(), raw=LocalStore(raw), out=LocalStore(out),
+                            state=FileStateStore(run.state_url))
+        result = pipeline.run_once(credentials=None)
+        if result.get("status") != "committed":
+            raise RuntimeError(f"cds: training batch {n + 1} did not commit: {result}")
 
 
 def main(argv: list[str] | None = None) -> int:
