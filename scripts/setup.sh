@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) setup on a fresh Debian machine: system packages (JDK, Maven, Chromium) with apt when they are
 # missing, uv, the pinned virtualenv (.venv from uv.lock), the S3A jars (jars/lib, via Maven), and the driver JVM's
-# class data sharing archive (jars/lib/cds: two small local batches once, about a minute; nexgen_etl/cds.py).
+# class data sharing archive (jars/lib/cds: two small local batches once, about 90 s; nexgen_etl/cds.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV_VERSION="0.13.8"
