@@ -84,11 +84,10 @@ def archive_options(settings: Settings, local_fs_jar: Path, env: dict[str, str] 
 def build(settings: Settings | None = None, force: bool = False) -> Path:
     """Run two small local batches (the second reads the first's output back, as every later batch does) and
     archive the classes the second one's driver loaded. Idempotent; the archive appears whole or not at all."""
-    from nexgen_etl.spark_submit import LOCAL_FS_JAR, resolved_jars
+    from nexgen_etl.spark_submit import local_fs_jar, resolved_jars
 
     settings = settings or Settings.from_env(spark_master="local[2]")
-    local_fs_jar = next(Path(j) for j in resolved_jars(settings) if Path(j).name == LOCAL_FS_JAR)
-    target = archive_path(settings.jars_dir, local_fs_jar)
+    target = archive_path(settings.jars_dir, local_fs_jar(resolved_jars(settings)))
     if target.exists() and not force:
         log.info("cds: %s is there", target)
         return target

@@ -112,12 +112,16 @@ def resolved_jars(settings: Settings) -> list[str]:
     return jars
 
 
-def local_fs_conf(jars: list[str]) -> dict[str, str]:
+def local_fs_jar(jars: list[str]) -> Path:
+    """The local file system's jar among resolved_jars' (which requires it)."""
+    return next(Path(j) for j in jars if Path(j).name == LOCAL_FS_JAR)
+
+
+def local_fs_conf(jar: Path) -> dict[str, str]:
     """file:// paths through NioLocalFileSystem, for local masters (where the driver runs the tasks). A job over
     a tenth of the bench set (744,600 rows, 73 day folders per dataset) started 2,058 processes before, 249 after;
     each chmod costs about 2.5 ms of process start, some ten of them per Parquet file written."""
-    jar = next(j for j in jars if Path(j).name == LOCAL_FS_JAR)
-    return {"spark.hadoop.fs.file.impl": LOCAL_FS_CLASS, "spark.driver.extraClassPath": jar}
+    return {"spark.hadoop.fs.file.impl": LOCAL_FS_CLASS, "spark.driver.extraClassPath": str(jar)}
 
 
 # a batch up to this many bytes of input is small: its run is start-up, planning and code generation, not rows.
@@ -173,10 +177,10 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     local = settings.spark_master.startswith("local")
     sizing = sized_conf(batch_bytes)
     jars = resolved_jars(settings)
-    local_fs = local_fs_conf(jars) if local else {}
-    java_opts = sizing.java_opts
+    local_fs, java_opts = {}, sizing.java_opts
     if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.cds)
-        java_opts = java_opts + archive_options(settings, Path(local_fs["spark.driver.extraClassPath"]))
+        jar = local_fs_jar(jars)
+        local_fs, java_opts = local_fs_conf(jar), java_opts + archive_options(settings, jar)
     conf = {
         "spark.app.name": app_name,
         "spark.sql.session.timeZone": "UTC",
