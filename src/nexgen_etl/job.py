@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from nexgen_etl.catalog import CATALOG_KEY, PARTITION_OF, STAGING_PREFIX, Catalog
 from nexgen_etl.contract import Contract, contract_from_dict
@@ -85,25 +86,26 @@ class BatchJob:
                 if name not in df.columns:
                     df = df.withColumn(name, F.lit(None).cast("string"))
             frames.append(df.select(*expected, clean.CORRUPT, "_source_path"))
-            plan_rows += [(self.fs.qualified(u), o.key, o.etag, o.last_modified.isoformat())
+            plan_rows += [(self.fs.qualified(u), o.key, o.etag, o.last_modified)
                           for u, o in zip(uris, members)]
         if not frames:
             return None
         raw = reduce(DataFrame.unionByName, frames)
         # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash join: a
-        # literal map looked up per row scans all of its keys, which costs rows × files string comparisons
+        # literal map looked up per row scans all of its keys, which costs rows × files string comparisons. The
+        # plan's times are timestamps already: a string parsed per row cost about 4 % of a large batch's CPU.
         plan_df = local_frame(self.spark, plan_rows, "_source_path string, _source_key string, "
-                                                     "_source_etag string, _lm string")
+                                                     "_source_etag string, _source_lm timestamp")
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
         raw = raw.join(F.broadcast(plan_df), "_source_path", "left")
-        return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag",
-                          F.to_timestamp("_lm").alias("_source_lm"))
+        return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag", "_source_lm")
 
     def read_clean(self, files: list[str]) -> DataFrame | None:
         """Published clean files (catalog keys), with the partition column; None when there are none."""
         if not files:
             return None
-        return self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+        df = self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+        return df.withColumn(PARTITION_COLUMN, F.col(PARTITION_COLUMN).cast("date"))  # a date, as in the job
 
     def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
         return self.read_clean(catalog.files("clean", [p for p in catalog.partitions("clean") if in_spans(p, spans)]))
@@ -170,7 +172,9 @@ class BatchJob:
         parsed = valid = None
         if raw is not None:
             parsed = clean.parse_rows(raw, c).persist(StorageLevel.MEMORY_AND_DISK)
-            day = F.date_format(clean.period_start(c).cast("date"), "yyyy-MM-dd")
+            # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): a string
+            # formatted per row and sorted by its bytes, all alike in their first 8, cost several % of a large batch
+            day = clean.period_start(c).cast("date")
             reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
             # one pass over the parsed rows counts each file's rows read and its rejects, and gives the dates of
             # its valid rows (an exact repeat has the date of the row it repeats)
@@ -181,9 +185,10 @@ class BatchJob:
                 if r["_q"] is not None:
                     counted.append((key, "q:" + r["_q"], n))
                     continue
-                new_dates.add(r["_day"])
-                rng = source_ranges.setdefault(key, {"min": r["_day"], "max": r["_day"]})
-                rng["min"], rng["max"] = min(rng["min"], r["_day"]), max(rng["max"], r["_day"])
+                d = r["_day"].isoformat()
+                new_dates.add(d)
+                rng = source_ranges.setdefault(key, {"min": d, "max": d})
+                rng["min"], rng["max"] = min(rng["min"], d), max(rng["max"], d)
             valid = clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
             quarantines.append(clean.quarantine_rows(parsed))
         rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
@@ -234,8 +239,9 @@ class BatchJob:
             marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(StorageLevel.MEMORY_AND_DISK)
             kept = marked.where(~F.col("_exact_dup"))
             published = kept.drop("_exact_dup", "_key_dup")
-            self.write(published.where(F.col(PARTITION_COLUMN).isin(clean_dates)), "clean")
-            schemas["clean"] = published.schema.json()
+            self.write(published.where(F.col(PARTITION_COLUMN).isin([date.fromisoformat(d) for d in clean_dates])),
+                       "clean")
+            schemas["clean"] = published_schema(published)
             if parsed is not None:  # counted, quarantined and marked: its memory is the writes' now
                 parsed.unpersist()
             maybe_fail("transform.between_writes")
@@ -247,9 +253,9 @@ class BatchJob:
             features_ranges = [[a.isoformat(), b.isoformat()] for a, b in recompute]
             feats = features.finalize(features.build_features(periods, c), c)
             feats = feats.where(reduce(lambda x, y: x | y, [F.col(PARTITION_COLUMN).between(a, b)
-                                                            for a, b in features_ranges]))
+                                                            for a, b in recompute]))
             self.write(feats, "features")
-            schemas["features"] = feats.schema.json()
+            schemas["features"] = published_schema(feats)
 
             ours = marked.where(in_batch)
             fates.append(ours.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
@@ -317,6 +323,13 @@ def merge_spans(spans: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
 
 def in_spans(day: str, spans: list[tuple[date, date]]) -> bool:
     return any(a.isoformat() <= day <= b.isoformat() for a, b in spans)
+
+
+def published_schema(df: DataFrame) -> str:
+    """df's schema as published (JSON): the partition column as the yyyy-MM-dd string its folder names hold."""
+    fields = [StructField(f.name, StringType(), f.nullable, f.metadata) if f.name == PARTITION_COLUMN else f
+              for f in df.schema.fields]
+    return StructType(fields).json()
 
 
 def source_id(key: str) -> str:

@@ -96,6 +96,22 @@ def test_incremental_output_equals_full_recompute(scenario):
     pd.testing.assert_frame_equal(inc, full)
 
 
+def test_published_schemas_name_every_column_and_the_partition_as_a_string(scenario):
+    from nexgen_etl.contract import load_contract
+    from nexgen_etl.publish import read_catalog
+    from nexgen_etl.transform.features import output_columns
+
+    store = S3Store(scenario["inc"], "", scenario["s3"])
+    feats = json.loads(store.get_bytes("features/_schema.json"))
+    assert [f["name"] for f in feats["fields"]] == output_columns(load_contract())
+    types = {f["name"]: f["type"] for f in feats["fields"]}
+    assert types["period_date"] == "string" and types["date"] == "date" and types["units_sold_lag_7"] == "double"
+    clean = {f["name"]: f["type"] for f in json.loads(store.get_bytes("clean/_schema.json"))["fields"]}
+    assert clean["period_date"] == "string" and clean["_source_lm"] == "timestamp"
+    # what the folders hold: the date as yyyy-MM-dd
+    assert any(f.startswith("features/period_date=2024-02-18/") for f in read_catalog(store).files("features"))
+
+
 def test_one_row_per_entity_and_day(scenario):
     df = published(scenario["s3"], scenario["inc"])
     assert not df.duplicated(KEYS).any()

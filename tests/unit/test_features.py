@@ -69,7 +69,7 @@ def test_calendar(out):
     assert (r["day_of_week"], r["week_of_year"], r["month"], r["quarter"]) == (5, 1, 1, 1)
     assert r["is_weekend"] is False and r["is_month_start"] is False and r["is_month_end"] is False
     assert out[("S1", D(2024, 1, 1))]["is_month_start"] is True
-    assert out[("S1", D(2024, 1, 1))]["period_date"] == "2024-01-01"
+    assert out[("S1", D(2024, 1, 1))]["period_date"] == D(2024, 1, 1)  # written as the folder period_date=2024-01-01
 
 
 def test_changing_target_at_t_changes_no_feature_at_t(spark):

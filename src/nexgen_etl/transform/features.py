@@ -151,7 +151,7 @@ def output_columns(contract: Contract) -> list[str]:
 
 
 def finalize(features: DataFrame, contract: Contract) -> DataFrame:
-    """Stable column order and the partition column (the period's date as yyyy-MM-dd)."""
-    df = features.withColumn(contract.time_column, F.col(PERIOD)).withColumn(
-        PARTITION_COLUMN, F.date_format(F.col(PERIOD).cast("date"), "yyyy-MM-dd"))
+    """Stable column order and the partition column (the period's date; its folders read yyyy-MM-dd)."""
+    df = features.withColumn(contract.time_column, F.col(PERIOD)).withColumn(PARTITION_COLUMN,
+                                                                             F.col(PERIOD).cast("date"))
     return df.select(*output_columns(contract))
