@@ -140,11 +140,28 @@ DEFAULT_SHUFFLE_PARTITIONS = 16
 LARGE_BATCH_BYTES = 1024 * 1024 * 1024
 
 
+# Above SMALL_BATCH_BYTES the driver runs the parallel (throughput) collector instead of G1, and a local driver keeps
+# the optimising JIT (C2) off code that only plans: Janino compiling Spark's generated classes, ANTLR, Java
+# serialisation, formatting (jvm/compiler-directives.json; C1 still compiles it). On 2 cores C2's thread had
+# spent ~80 of ~550 CPU s, much of it there, beside the two task threads. 3.72M rows, 3 interleaved rounds:
+# 152.9 -> 148.0 s median, 278 -> 261 CPU s, 1483 -> 1316 MB peak (docs/performance.md, session 8)
+LARGE_BATCH_JAVA_OPTS = ["-XX:+UseParallelGC"]
+COMPILER_DIRECTIVES = Path(__file__).parent / "jvm" / "compiler-directives.json"
+
+
+def compiler_directives_options() -> list[str]:
+    """The JIT directives for a local driver (the file is in this package; a remote driver may not have it)."""
+    if not COMPILER_DIRECTIVES.exists():
+        return []
+    return ["-XX:+UnlockDiagnosticVMOptions", f"-XX:CompilerDirectivesFile={COMPILER_DIRECTIVES}"]
+
+
 @dataclass(frozen=True)
 class Sizing:
     conf: dict[str, str]
     java_opts: list[str]
     driver_memory: str
+    large: bool = False  # known to be above the small-batch size
 
 
 def sized_conf(batch_bytes: int | None) -> Sizing:
@@ -154,15 +171,19 @@ def sized_conf(batch_bytes: int | None) -> Sizing:
     conf: dict[str, str] = {}
     partitions = int(os.environ.get("NEXGEN_SHUFFLE_PARTITIONS") or 0)
     memory = "1g" if batch_bytes is None or batch_bytes <= LARGE_BATCH_BYTES else "2g"
+    large = False
     if batch_bytes is not None:
         if batch_bytes <= int(os.environ.get("NEXGEN_SMALL_BATCH_BYTES", SMALL_BATCH_BYTES)):
             java_opts.append("-XX:TieredStopAtLevel=1")
             conf["spark.sql.adaptive.enabled"] = "false"
             partitions = partitions or SMALL_SHUFFLE_PARTITIONS
+        else:
+            large = True
+            java_opts += LARGE_BATCH_JAVA_OPTS
         if not partitions:
             partitions = max(DEFAULT_SHUFFLE_PARTITIONS, -(-batch_bytes // SHUFFLE_PARTITION_BYTES))
     conf["spark.sql.shuffle.partitions"] = str(partitions or DEFAULT_SHUFFLE_PARTITIONS)
-    return Sizing(conf, java_opts, os.environ.get("NEXGEN_DRIVER_MEMORY") or memory)
+    return Sizing(conf, java_opts, os.environ.get("NEXGEN_DRIVER_MEMORY") or memory, large)
 
 
 def input_bytes(objects) -> int:
@@ -181,6 +202,8 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.cds)
         jar = local_fs_jar(jars)
         local_fs, java_opts = local_fs_conf(jar), java_opts + archive_options(settings, jar)
+        if sizing.large:
+            java_opts = java_opts + compiler_directives_options()
     conf = {
         "spark.app.name": app_name,
         "spark.sql.session.timeZone": "UTC",

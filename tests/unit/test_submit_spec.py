@@ -8,11 +8,13 @@ import pytest
 
 from nexgen_etl.cds import archive_options, archive_path
 from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES, input_bytes, sized_conf, submit_spec
+from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES, input_bytes,
+                                     sized_conf, submit_spec)
 from nexgen_etl.storage import ObjectInfo
 
 MB = 1024 * 1024
 QUICK = "-XX:TieredStopAtLevel=1"
+PARALLEL = "-XX:+UseParallelGC"
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +39,8 @@ def test_small_batch_gets_the_quick_jit_no_aqe_and_two_partitions():
 def test_large_batch_keeps_the_optimising_jit_and_scales_partitions_and_memory():
     above = sized_conf(SMALL_BATCH_BYTES + 1)
     assert QUICK not in above.java_opts and "spark.sql.adaptive.enabled" not in above.conf
+    assert PARALLEL in above.java_opts and above.large
+    assert PARALLEL not in sized_conf(SMALL_BATCH_BYTES).java_opts and not sized_conf(SMALL_BATCH_BYTES).large
     assert above.conf["spark.sql.shuffle.partitions"] == "16"
     big = sized_conf(3000 * MB)
     assert big.conf["spark.sql.shuffle.partitions"] == str(-(-3000 // 64))  # 47
@@ -46,7 +50,8 @@ def test_large_batch_keeps_the_optimising_jit_and_scales_partitions_and_memory()
 
 def test_unknown_size_changes_nothing():
     s = sized_conf(None)
-    assert QUICK not in s.java_opts and s.conf == {"spark.sql.shuffle.partitions": "16"} and s.driver_memory == "1g"
+    assert s.java_opts == ["-Dlog4j2.level=WARN"] and s.conf == {"spark.sql.shuffle.partitions": "16"}
+    assert s.driver_memory == "1g" and not s.large
 
 
 def test_environment_overrides(monkeypatch):
@@ -139,3 +144,35 @@ def test_the_archive_name_follows_the_jar_on_the_class_path(tmp_path):
     assert archive_path(tmp_path, jar) == before
     jar.write_bytes(b"rebuilt")  # the JVM refuses an archive whose class path jars changed size or time
     assert archive_path(tmp_path, jar) != before
+
+
+def test_a_large_local_batch_keeps_c2_off_the_planners_code(tmp_path):
+    jars_in(tmp_path)
+    directives = f"-XX:CompilerDirectivesFile={COMPILER_DIRECTIVES}"
+    local = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)
+    opts = submit_spec(local, batch_bytes=SMALL_BATCH_BYTES + 1).conf["spark.driver.extraJavaOptions"].split()
+    assert directives in opts and PARALLEL in opts
+    assert opts.index("-XX:+UnlockDiagnosticVMOptions") < opts.index(directives)
+    # the small batch has no C2 at all; a cluster's driver may not have this package's file
+    assert directives not in submit_spec(local, batch_bytes=10).conf["spark.driver.extraJavaOptions"]
+    cluster = submit_spec(Settings.from_env(spark_master="spark://127.0.0.1:7077", jars_dir=tmp_path),
+                          batch_bytes=SMALL_BATCH_BYTES + 1).conf["spark.driver.extraJavaOptions"].split()
+    assert directives not in cluster and PARALLEL in cluster
+
+
+def test_the_installed_jvm_takes_the_compiler_directives():
+    """A file the JVM cannot parse would stop every large batch's driver at start: the JDK reads it here."""
+    import subprocess
+
+    from nexgen_etl.cds import java_home
+
+    home = java_home()
+    assert home is not None, "no Java: setup installs JDK 17"
+    proc = subprocess.run([str(home / "bin" / "java"), "-XX:+UnlockDiagnosticVMOptions",
+                           f"-XX:CompilerDirectivesFile={COMPILER_DIRECTIVES}", "-XX:+CompilerDirectivesPrint",
+                           "-version"], capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "1 compiler directives added" in out and "org/codehaus/*.*" in out
+    first = out.split("Directive:")[1]  # ours, before the default one
+    assert "Exclude:true" in first.split("c2 directives:")[1] and "Exclude:false" in first.split("c2 directives:")[0]
