@@ -144,7 +144,8 @@ LARGE_BATCH_BYTES = 1024 * 1024 * 1024
 # the optimising JIT (C2) off code that only plans: Janino compiling Spark's generated classes, ANTLR, Java
 # serialisation, formatting (jvm/compiler-directives.json; C1 still compiles it). On 2 cores C2's thread had
 # spent ~80 of ~550 CPU s, much of it there, beside the two task threads. 3.72M rows, 3 interleaved rounds:
-# 152.9 -> 148.0 s median, 278 -> 261 CPU s, 1483 -> 1316 MB peak (docs/performance.md, session 8)
+# 152.9 -> 148.0 s median, 278 -> 261 CPU s, 1483 -> 1316 MB peak; the full bench set (7.4M rows, 3
+# repetitions) 253.5 -> 213.4 s (docs/performance.md, session 8)
 LARGE_BATCH_JAVA_OPTS = ["-XX:+UseParallelGC"]
 COMPILER_DIRECTIVES = Path(__file__).parent / "jvm" / "compiler-directives.json"
 
