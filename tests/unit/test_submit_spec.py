@@ -8,8 +8,8 @@ import pytest
 
 from nexgen_etl.cds import archive_options, archive_path
 from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES, input_bytes,
-                                     sized_conf, submit_spec)
+from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
+                                     compiler_directives_options, input_bytes, sized_conf, submit_spec)
 from nexgen_etl.storage import ObjectInfo
 
 MB = 1024 * 1024
@@ -168,8 +168,8 @@ def test_the_installed_jvm_takes_the_compiler_directives():
 
     home = java_home()
     assert home is not None, "no Java: setup installs JDK 17"
-    proc = subprocess.run([str(home / "bin" / "java"), "-XX:+UnlockDiagnosticVMOptions",
-                           f"-XX:CompilerDirectivesFile={COMPILER_DIRECTIVES}", "-XX:+CompilerDirectivesPrint",
+    # the very options a large local driver gets
+    proc = subprocess.run([str(home / "bin" / "java"), *compiler_directives_options(), "-XX:+CompilerDirectivesPrint",
                            "-version"], capture_output=True, text=True, timeout=60)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
