@@ -29,6 +29,10 @@ from nexgen_etl.transform.features import PARTITION_COLUMN
 from nexgen_etl.transform.local import local_frame
 
 RESULT_NAME = "_result.json"
+# The two large caches (the parsed rows, the marked frame) go to local disk uncompressed (DISK_ONLY with
+# spark.sql.inMemoryColumnarStorage.compressed off): the in-memory columnar compression chose an encoding value by
+# value (7 % of a large batch's samples), and uncompressed they do not fit a 1g heap. The OS's page cache holds them.
+CACHE = StorageLevel.DISK_ONLY
 
 
 def output_uri(output_url: str, key: str) -> str:
@@ -59,6 +63,7 @@ class BatchJob:
         self.fs = HadoopFS(spark)
         self.timings: dict[str, float] = {}
         self.staging = f"{STAGING_PREFIX}{plan.batch_id}/"
+        spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
 
     def uri(self, key: str) -> str:
         return output_uri(self.plan.output_url, key)
@@ -68,7 +73,7 @@ class BatchJob:
         self.timings[name] = round(now - t0, 3)
         return now
 
-    def read_raw(self) -> DataFrame | None:
+    def read_raw(self, files: "SourceFiles") -> DataFrame | None:
         """All readable plan files as string rows with their source columns, grouped by header so that columns
         are matched by name (reordered or extra columns are fine). Whole-file rejects were decided at extract."""
         c = self.contract
@@ -86,19 +91,17 @@ class BatchJob:
                 if name not in df.columns:
                     df = df.withColumn(name, F.lit(None).cast("string"))
             frames.append(df.select(*expected, clean.CORRUPT, "_source_path"))
-            plan_rows += [(self.fs.qualified(u), o.key, o.etag, o.last_modified)
-                          for u, o in zip(uris, members)]
+            plan_rows += [(self.fs.qualified(u), files.ids[o.key], o.last_modified) for u, o in zip(uris, members)]
         if not frames:
             return None
         raw = reduce(DataFrame.unionByName, frames)
         # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash join: a
         # literal map looked up per row scans all of its keys, which costs rows × files string comparisons. The
         # plan's times are timestamps already (parsed per row, they were ~4 % of a profile's task samples).
-        plan_df = local_frame(self.spark, plan_rows, "_source_path string, _source_key string, "
-                                                     "_source_etag string, _source_lm timestamp")
+        plan_df = local_frame(self.spark, plan_rows, f"_source_path string, {clean.FILE} int, _source_lm timestamp")
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
         raw = raw.join(F.broadcast(plan_df), "_source_path", "left")
-        return raw.select(*expected, clean.CORRUPT, "_row_id", "_source_key", "_source_etag", "_source_lm")
+        return raw.select(*expected, clean.CORRUPT, "_row_id", clean.FILE, "_source_lm")
 
     def read_clean(self, files: list[str]) -> DataFrame | None:
         """Published clean files (catalog keys), with the partition column; None when there are none."""
@@ -111,7 +114,7 @@ class BatchJob:
         return self.read_clean(catalog.files("clean", [p for p in catalog.partitions("clean") if in_spans(p, spans)]))
 
     def entity_extents(self, catalog: Catalog, batch_rows: DataFrame | None,
-                       in_batch) -> tuple[DataFrame, list[tuple[date, date]]]:
+                       published_in_batch) -> tuple[DataFrame, list[tuple[date, date]]]:
         """Each entity's first and last period over all clean rows once this batch is in, and the calendar days
         where a first or last period moved (the filled rows there appear or vanish).
 
@@ -127,7 +130,7 @@ class BatchJob:
         if pub is not None:
             pub = pub.select(*keys, c.time_column, "_source_key")
             old = pub.groupBy(*keys).agg(F.min(p).alias("_of"), F.max(p).alias("_ol"))
-            kept.append(pub.where(~in_batch).select(*keys, p))
+            kept.append(pub.where(~published_in_batch).select(*keys, p))
         if batch_rows is not None:
             kept.append(batch_rows.select(*keys, p))
         if not kept:
@@ -149,9 +152,14 @@ class BatchJob:
         spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
         return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
 
-    def write(self, df: DataFrame, dataset: str) -> None:
+    def write(self, df: DataFrame, dataset: str, files: DataFrame | None = None) -> None:
+        """df into the batch's staging folder, one file per partition value. files (SourceFiles.frame): the
+        source key and ETag to put in place of the file ids, after the shuffle (which they would only make larger)."""
         part = PARTITION_OF[dataset]
-        (df.repartition(part).write.mode("overwrite").option("compression", "snappy")
+        df = df.repartition(part)
+        if files is not None:
+            df = with_source(df, files)
+        (df.write.mode("overwrite").option("compression", "snappy")
          .partitionBy(part).parquet(self.uri(f"{self.staging}{dataset}")))
 
     def run(self) -> dict:
@@ -160,9 +168,11 @@ class BatchJob:
         catalog = Catalog.from_json(self.fs.read_text(self.uri(CATALOG_KEY)))
         if self.plan.batch_id in catalog.batches:
             return {"batch_id": self.plan.batch_id, "status": "already_published"}
-        raw = self.read_raw()
         batch_keys = [o.key for o in self.plan.objects]
-        in_batch = F.col("_source_key").isin(batch_keys)
+        files = SourceFiles({o.key: o.etag for o in self.plan.objects}, catalog.sources)
+        raw = self.read_raw(files)
+        in_batch = F.col(clean.FILE).isin([files.ids[k] for k in batch_keys])
+        published_in_batch = F.col("_source_key").isin(batch_keys)  # in published rows, which hold the key
         schemas: dict[str, str] = {}
         fates: list[DataFrame] = []  # one row per input row that reached the marked frame: (source key, fate)
         counted: list[tuple[str, str, int]] = []  # (source key, fate, rows) counted before it
@@ -171,16 +181,16 @@ class BatchJob:
         new_dates: set[str] = set()
         parsed = valid = None
         if raw is not None:
-            parsed = clean.parse_rows(raw, c).persist(StorageLevel.MEMORY_AND_DISK)
+            parsed = clean.parse_rows(raw, c).persist(CACHE)
             # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): a string
             # formatted per row and sorted by its bytes, all alike in their first 8, cost several % of a large batch
             day = clean.period_start(c).cast("date")
             reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
             # one pass over the parsed rows counts each file's rows read and its rejects, and gives the dates of
             # its valid rows (an exact repeat has the date of the row it repeats)
-            for r in (parsed.groupBy("_source_key", reason.alias("_q"), F.when(reason.isNull(), day).alias("_day"))
+            for r in (parsed.groupBy(clean.FILE, reason.alias("_q"), F.when(reason.isNull(), day).alias("_day"))
                       .count().collect()):
-                key, n = r["_source_key"], int(r["count"])
+                key, n = files.key(r[clean.FILE]), int(r["count"])
                 counted.append((key, "rows_read", n))
                 if r["_q"] is not None:
                     counted.append((key, "q:" + r["_q"], n))
@@ -190,16 +200,16 @@ class BatchJob:
                 rng = source_ranges.setdefault(key, {"min": d, "max": d})
                 rng["min"], rng["max"] = min(rng["min"], d), max(rng["max"], d)
             valid = clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
-            quarantines.append(clean.quarantine_rows(parsed))
+            quarantines.append(with_source(clean.quarantine_rows(parsed), files.frame(self.spark, batch_keys)))
         rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
                     if (why := self.plan.rejected.get(o.key))]
         if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
-            files = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
-                                                      "detail string")
-            quarantines.append(files.select("_source_key", "_source_etag", F.lit(None).cast("long").alias("_row_id"),
-                                            F.concat(F.lit("file:"), "why").alias("reason"),
-                                            F.concat(F.lit("file:"), "why").alias("reasons"),
-                                            F.col("detail").alias("raw_values")))
+            rejects = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
+                                                        "detail string")
+            quarantines.append(rejects.select("_source_key", "_source_etag", F.lit(None).cast("long").alias("_row_id"),
+                                              F.concat(F.lit("file:"), "why").alias("reason"),
+                                              F.concat(F.lit("file:"), "why").alias("reasons"),
+                                              F.col("detail").alias("raw_values")))
         if quarantines:
             quarantine = reduce(DataFrame.unionByName, quarantines).withColumn(
                 "source_id", F.substring(F.sha1("_source_key"), 1, 16))
@@ -221,7 +231,7 @@ class BatchJob:
             extents = None
             if features.fills(c):
                 # a moved first or last period adds or removes filled rows away from the new rows
-                extents, moved = self.entity_extents(catalog, valid, in_batch)
+                extents, moved = self.entity_extents(catalog, valid, published_in_batch)
                 touched += moved
             # features at t read t-lb … t: recompute each touched span and the lb days after it, reading the
             # lb days before it back from the published clean data; far-apart spans stay separate
@@ -230,18 +240,23 @@ class BatchJob:
             recompute = merge_spans([(a, b + timedelta(days=lb)) for a, b in spans])
             hist = self.read_clean_history(catalog, history)
             frame = valid
+            in_frame = list(batch_keys)
             if hist is not None:
-                hist = hist.where(~in_batch)
+                # the published rows of other files: their keys and ETags become file ids, as the batch's rows
+                hist_keys = files.published_within(history, exclude=batch_keys)
+                in_frame += hist_keys
+                hist = files.to_ids(hist.where(~published_in_batch), files.frame(self.spark, hist_keys))
                 frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
             # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate windows,
             # the roll-up and the feature windows need no shuffle of their own, the features often no sort;
             # cached with its marks, so that the clean write, the features and the accounting share them
-            marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(StorageLevel.MEMORY_AND_DISK)
+            marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
             kept = marked.where(~F.col("_exact_dup"))
             published = kept.drop("_exact_dup", "_key_dup")
+            lineage = files.frame(self.spark, in_frame)
             self.write(published.where(F.col(PARTITION_COLUMN).isin([date.fromisoformat(d) for d in clean_dates])),
-                       "clean")
-            schemas["clean"] = published_schema(published)
+                       "clean", lineage)
+            schemas["clean"] = published_schema(with_source(published, lineage))
             if parsed is not None:  # counted, quarantined and marked: its memory is the writes' now
                 parsed.unpersist()
             maybe_fail("transform.between_writes")
@@ -258,19 +273,19 @@ class BatchJob:
             schemas["features"] = published_schema(feats)
 
             ours = marked.where(in_batch)
-            fates.append(ours.where(F.col("_exact_dup")).select("_source_key", F.lit("duplicates_exact").alias("fate")))
-            fates.append(ours.where(F.col("_key_dup")).select("_source_key", F.lit("duplicates_key").alias("fate")))
+            fates.append(ours.where(F.col("_exact_dup")).select(clean.FILE, F.lit("duplicates_exact").alias("fate")))
+            fates.append(ours.where(F.col("_key_dup")).select(clean.FILE, F.lit("duplicates_key").alias("fate")))
             # out vs merged is decided among all winners of the period, history included
             fates.append(clean.rollup_fates(winners, c).where(in_batch)
-                         .select("_source_key", F.col("_fate").alias("fate")))
+                         .select(clean.FILE, F.col("_fate").alias("fate")))
         t0 = self._timed("clean_and_features", t0)
 
         accounting = {k: {"rows_read": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_reasons": {},
                           "duplicates_exact": 0, "duplicates_key": 0, "rows_merged": 0,
                           "file_rejected": self.plan.rejected.get(k)} for k in batch_keys}
         if fates:
-            counted += [(r["_source_key"], r["fate"], int(r["count"])) for r in
-                        reduce(DataFrame.unionByName, fates).groupBy("_source_key", "fate").count().collect()]
+            counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in
+                        reduce(DataFrame.unionByName, fates).groupBy(clean.FILE, "fate").count().collect()]
         for key, fate, n in counted:
             if key not in accounting:
                 raise RuntimeError(f"rows from a path that is not in the plan: {key!r}")
@@ -308,6 +323,51 @@ class BatchJob:
         maybe_fail("transform.before_result")
         self.fs.write_text(self.uri(self.staging + RESULT_NAME), json.dumps(result, indent=1, sort_keys=True))
         return result
+
+
+class SourceFiles:
+    """The raw files whose rows can meet in a batch's frame (the batch's and every published one), each numbered
+    by the order of its key: the rows carry that int (clean.FILE), which sorts as the key does, through the caches,
+    the shuffles and the sort instead of the key and ETag strings (~80 bytes a row); the writes put the strings
+    back with a broadcast join (with_source)."""
+
+    def __init__(self, batch: dict[str, str], published: dict[str, dict]) -> None:
+        self.keys = sorted(set(batch) | set(published))
+        self.ids = {k: i for i, k in enumerate(self.keys)}
+        # a published key's rows all hold the ETag its catalog entry holds: a new version replaces all of them
+        self.etags = {**{k: v.get("etag") for k, v in published.items()}, **batch}
+        self.published = published
+
+    def key(self, file_id: int | None) -> str:
+        if file_id is None:
+            raise RuntimeError("rows from a path that is not in the plan")
+        return self.keys[file_id]
+
+    def published_within(self, spans: list[tuple[date, date]], exclude: list[str]) -> list[str]:
+        """Published keys with clean rows on a day inside the spans (their valid rows' day range meets one)."""
+        skip = set(exclude)
+        return sorted(k for k, v in self.published.items() if k not in skip and v.get("min")
+                      and any(v["min"] <= b.isoformat() and a.isoformat() <= v["max"] for a, b in spans))
+
+    def frame(self, spark: SparkSession, keys: list[str]) -> DataFrame:
+        """(file id, `_source_key`, `_source_etag`) for these keys."""
+        return local_frame(spark, [(self.ids[k], k, self.etags[k]) for k in keys],
+                           f"{clean.FILE} int, _source_key string, _source_etag string")
+
+    @staticmethod
+    def to_ids(published: DataFrame, frame: DataFrame) -> DataFrame:
+        """Published rows (key and ETag columns) with the file id in their place; a key the frame does not hold
+        stops the job (its rows would otherwise have no id, and no winner order)."""
+        out = published.join(F.broadcast(frame.select(clean.FILE, "_source_key")), "_source_key", "left")
+        missing = F.raise_error(F.concat(F.lit("a published row's source is not in the catalog: "), "_source_key"))
+        return out.select(F.coalesce(F.col(clean.FILE), missing.cast("int")).alias(clean.FILE),
+                          *[c for c in published.columns if c not in (clean.FILE, "_source_key", "_source_etag")])
+
+
+def with_source(df: DataFrame, files: DataFrame) -> DataFrame:
+    """df with `_source_key` and `_source_etag` first, in place of the file id (as published)."""
+    rest = [c for c in df.columns if c != clean.FILE]
+    return df.join(F.broadcast(files), clean.FILE).select("_source_key", "_source_etag", *rest)
 
 
 def merge_spans(spans: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:

@@ -12,9 +12,9 @@ C = load_contract()
 RAW_COLS = ["date", "store_id", "sku", "units_sold", "unit_price", "promo"]
 
 
-def raw_df(spark, rows, lm="2026-01-01 00:00:00", key="f.csv"):
-    data = [(key, "etag", i, *r, None) for i, r in enumerate(rows)]
-    schema = "_source_key string, _source_etag string, _row_id long, " + ", ".join(
+def raw_df(spark, rows, lm="2026-01-01 00:00:00", file=0):
+    data = [(file, i, *r, None) for i, r in enumerate(rows)]
+    schema = "_file int, _row_id long, " + ", ".join(
         f"{c} string" for c in RAW_COLS) + ", _corrupt_record string"
     return spark.createDataFrame(data, schema).withColumn("_source_lm", F.to_timestamp(F.lit(lm)))
 
@@ -53,7 +53,7 @@ def test_quarantine_keeps_source_raw_values_and_reason(spark):
                                         ("2024-01-02", "S1", "K", "1", "1", "0")]), C)
     q = clean.quarantine_rows(p).collect()
     assert len(q) == 1
-    assert q[0]["_source_key"] == "f.csv" and q[0]["reason"] == "below_min:units_sold"
+    assert q[0]["_file"] == 0 and q[0]["reason"] == "below_min:units_sold"
     assert '"units_sold":"-1"' in q[0]["raw_values"]
     assert clean.valid_rows(p).count() == 1
 
@@ -61,14 +61,15 @@ def test_quarantine_keeps_source_raw_values_and_reason(spark):
 def test_exact_then_key_duplicates_newest_file_wins(spark):
     rows_old = [("2024-01-02", "S1", "K", "5", "1", "0"), ("2024-01-02", "S1", "K", "5", "1", "0")]
     rows_new = [("2024-01-02", "s1 ", "k", "9", "1", "0")]
-    df = raw_df(spark, rows_old, "2026-01-01 00:00:00", "old.csv").unionByName(
-        raw_df(spark, rows_new, "2026-01-02 00:00:00", "new.csv"))
+    old, new = 1, 0  # file ids: the newer file sorts first by key, the older one by LastModified
+    df = raw_df(spark, rows_old, "2026-01-01 00:00:00", old).unionByName(
+        raw_df(spark, rows_new, "2026-01-02 00:00:00", new))
     marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C).collect()
-    marks = sorted((r["_source_key"], r["_row_id"], r["_exact_dup"], r["_key_dup"]) for r in marked)
+    marks = sorted((r["_file"], r["_row_id"], r["_exact_dup"], r["_key_dup"]) for r in marked)
     # the old file's second row repeats its first; the first loses to the newer file's row
-    assert marks == [("new.csv", 0, False, False), ("old.csv", 0, False, True), ("old.csv", 1, True, False)]
+    assert marks == [(new, 0, False, False), (old, 0, False, True), (old, 1, True, False)]
     winners = [r for r in marked if not r["_exact_dup"] and not r["_key_dup"]]
-    assert len(winners) == 1 and winners[0]["units_sold"] == 9.0 and winners[0]["_source_key"] == "new.csv"
+    assert len(winners) == 1 and winners[0]["units_sold"] == 9.0 and winners[0]["_file"] == new
 
 
 def test_within_one_file_the_last_row_wins(spark):

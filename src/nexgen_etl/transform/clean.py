@@ -12,7 +12,10 @@ from pyspark.sql import functions as F
 
 from nexgen_etl.contract import Column, Contract
 
-SOURCE_COLUMNS = ["_source_key", "_source_etag", "_source_lm", "_row_id"]
+# a row's source: its file as a small int (numbered in the order of the files' keys, so that it sorts as the key
+# does; the job maps it back to the key and ETag where they are written), the file's LastModified, its row id
+FILE = "_file"
+SOURCE_COLUMNS = [FILE, "_source_lm", "_row_id"]
 REASONS = "_reasons"
 CORRUPT = "_corrupt_record"
 REASON_SEPARATOR = "\u001f"  # ASCII unit separator: never part of a reason code
@@ -117,7 +120,7 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
 def quarantine_rows(parsed: DataFrame) -> DataFrame:
     """Rejected rows with their source, raw values and reason codes (first reason is the primary one)."""
     return parsed.where(F.size(REASONS) > 0).select(
-        "_source_key", "_source_etag", "_row_id", F.col(REASONS)[0].alias("reason"),
+        FILE, "_row_id", F.col(REASONS)[0].alias("reason"),
         F.array_join(REASONS, ";").alias("reasons"), F.col("_raw").alias("raw_values"))
 
 
@@ -125,8 +128,9 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.size(REASONS) == 0).drop(REASONS, "_raw")
 
 
-# the winner among rows with the same key and time is the greatest of these: newest file, then last row in the file
-WINNER_RANK = ("_source_lm", "_source_key", "_row_id")
+# the winner among rows with the same key and time is the greatest of these: newest file (then the greatest key),
+# then last row in the file
+WINNER_RANK = ("_source_lm", FILE, "_row_id")
 
 
 def winner_order(contract: Contract) -> list[SparkColumn]:
@@ -146,7 +150,7 @@ def mark_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
     """
     keys, t = list(contract.keys), contract.time_column
     rest = [n for n in contract.column_names if n not in keys and n != t]
-    repeats = Window.partitionBy(*keys, t, "_source_lm", "_source_key", *rest).orderBy("_row_id")
+    repeats = Window.partitionBy(*keys, t, "_source_lm", FILE, *rest).orderBy("_row_id")
     df = rows.withColumn("_exact_dup", F.row_number().over(repeats) > 1)
     # the winner is the greatest WINNER_RANK among the rows that are not repeats; max skips the nulls
     rank = F.struct(*WINNER_RANK)
