@@ -37,8 +37,9 @@ RUN pip install --no-cache-dir --no-deps .
 
 # S3A jars: the same resolution step as a local checkout (`make jars`): hadoop-aws at the Hadoop version of
 # the hadoop-client-api jar inside the installed pyspark, plus its AWS SDK, from Maven Central with Maven,
-# into $NEXGEN_JARS_DIR. The Maven cache is dropped in the same layer. spark-submit comes from the
-# pip-installed pyspark (on PATH); the build fails here if it or Java is missing.
+# into $NEXGEN_JARS_DIR; and the project's own two jars (jars/src with javac, the feature window kernel in
+# jars/scala with the Scala compiler PySpark ships). The Maven cache is dropped in the same layer. spark-submit
+# comes from the pip-installed pyspark (on PATH); the build fails here if it or Java is missing.
 RUN bash scripts/resolve_jars.sh "$(command -v python)" \
     && rm -rf "${HOME}/.m2" \
     && test -x "${JAVA_HOME}/bin/java" \

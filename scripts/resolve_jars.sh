@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Resolve hadoop-aws at exactly the Hadoop version of the hadoop-client jars inside the installed PySpark,
 # plus the AWS SDK artifacts that version declares, from Maven Central with Maven, into jars/lib (git-ignored);
-# then compile jars/src (the local file system without chmod processes) against that PySpark's jars.
+# then compile jars/src (the local file system without chmod processes) and jars/scala (the feature window kernel)
+# against that PySpark's jars.
 # Cached: does nothing when jars/lib already matches. Usage: scripts/resolve_jars.sh [python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +31,28 @@ else
   ls -1 "$OUT"
 fi
 
+CLASSES="$(mktemp -d)"
+trap 'rm -rf "$CLASSES"' EXIT
+
 # nexgen-localfs.jar, rebuilt when a source is newer (or PySpark's Hadoop changed, which emptied $OUT above)
 LOCALFS="$OUT/nexgen-localfs.jar"
 if [ ! -f "$LOCALFS" ] || [ -n "$(find jars/src -name '*.java' -newer "$LOCALFS")" ]; then
   command -v javac >/dev/null || { echo "jars: javac (a JDK) is needed: run scripts/setup.sh" >&2; exit 1; }
-  CLASSES="$(mktemp -d)"
-  trap 'rm -rf "$CLASSES"' EXIT
-  javac -nowarn --release 11 -cp "$PYSPARK_JARS/*" -d "$CLASSES" $(find jars/src -name '*.java' | sort)
-  jar cf "$LOCALFS.tmp" -C "$CLASSES" . && mv "$LOCALFS.tmp" "$LOCALFS"
+  javac -nowarn --release 11 -cp "$PYSPARK_JARS/*" -d "$CLASSES/localfs" $(find jars/src -name '*.java' | sort)
+  jar cf "$LOCALFS.tmp" -C "$CLASSES/localfs" . && mv "$LOCALFS.tmp" "$LOCALFS"
   echo "jars: built $LOCALFS"
+fi
+
+# nexgen-spark.jar: the feature window kernel (jars/scala), compiled by the Scala compiler that PySpark ships in
+# its jars against that PySpark's Spark; rebuilt when a source is newer or PySpark's version changed
+KERNEL="$OUT/nexgen-spark.jar"
+SPARK_VERSION="$("$PY" -c 'import pyspark; print(pyspark.__version__)')"
+if [ ! -f "$KERNEL" ] || [ "$(cat "$KERNEL.spark-version" 2>/dev/null)" != "$SPARK_VERSION" ] \
+    || [ -n "$(find jars/scala -name '*.scala' -newer "$KERNEL")" ]; then
+  mkdir -p "$CLASSES/kernel"
+  java -cp "$PYSPARK_JARS/*" scala.tools.nsc.Main -usejavacp -deprecation -Werror -d "$CLASSES/kernel" \
+    $(find jars/scala -name '*.scala' | sort)
+  jar cf "$KERNEL.tmp" -C "$CLASSES/kernel" . && mv "$KERNEL.tmp" "$KERNEL"
+  echo "$SPARK_VERSION" > "$KERNEL.spark-version"
+  echo "jars: built $KERNEL (Spark $SPARK_VERSION)"
 fi

@@ -99,14 +99,16 @@ class SubmitSpec:
 # built by scripts/resolve_jars.sh from jars/src: Hadoop's local file system, setting permissions through java.nio
 # instead of starting the chmod program for every file and directory written (PySpark has no native Hadoop)
 LOCAL_FS_JAR = "nexgen-localfs.jar"
+# built by scripts/resolve_jars.sh from jars/scala: the feature window kernel (features.KERNEL_CLASS); goes with --jars
+KERNEL_JAR = "nexgen-spark.jar"
 LOCAL_FS_CLASS = "io.nexgen.fs.NioLocalFileSystem"
 
 
 def resolved_jars(settings: Settings) -> list[str]:
-    """The jars in jars_dir: hadoop-aws and its AWS SDK, and the local file system jar."""
+    """The jars in jars_dir: hadoop-aws and its AWS SDK, the local file system jar and the window kernel's."""
     jars_dir = Path(settings.jars_dir)
     jars = sorted(str(p) for p in jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
-    for prefix, what in (("hadoop-aws-", "hadoop-aws jar"), (LOCAL_FS_JAR, LOCAL_FS_JAR)):
+    for prefix, what in (("hadoop-aws-", "hadoop-aws jar"), (LOCAL_FS_JAR, LOCAL_FS_JAR), (KERNEL_JAR, KERNEL_JAR)):
         if not any(Path(j).name.startswith(prefix) for j in jars):
             raise FileNotFoundError(f"no {what} in {jars_dir}: run `make jars` (scripts/resolve_jars.sh) first")
     return jars

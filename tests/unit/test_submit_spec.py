@@ -8,7 +8,7 @@ import pytest
 
 from nexgen_etl.cds import archive_options, archive_path
 from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
+from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, KERNEL_JAR, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
                                      compiler_directives_options, input_bytes, sized_conf, submit_spec)
 from nexgen_etl.storage import ObjectInfo
 
@@ -70,7 +70,7 @@ def test_gzip_counts_four_times_its_size():
 
 
 def jars_in(path):
-    for name in ("hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar", LOCAL_FS_JAR):
+    for name in ("hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar", LOCAL_FS_JAR, KERNEL_JAR):
         (path / name).write_bytes(b"")
 
 
@@ -90,11 +90,13 @@ def test_local_masters_write_file_paths_without_chmod_processes(tmp_path):
     local = submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
     assert local.conf["spark.hadoop.fs.file.impl"] == LOCAL_FS_CLASS
     assert local.conf["spark.driver.extraClassPath"] == str(tmp_path / LOCAL_FS_JAR)
-    # a cluster's executors are other machines: the jar is not theirs, nor the setting
+    # a cluster's executors are other machines: the jar is not theirs, nor the setting; the window kernel's jar
+    # goes to every master with --jars (executors run it)
     cluster = submit_spec(Settings.from_env(spark_master="spark://127.0.0.1:7077", jars_dir=tmp_path))
     assert "spark.hadoop.fs.file.impl" not in cluster.conf and "spark.driver.extraClassPath" not in cluster.conf
     for spec in (local, cluster):
-        assert [j.rsplit("/", 1)[-1] for j in spec.jars] == ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar"]
+        assert [j.rsplit("/", 1)[-1] for j in spec.jars] == ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar",
+                                                             KERNEL_JAR]
 
 
 def test_a_class_path_of_the_users_keeps_the_local_fs_jar(tmp_path):
@@ -105,9 +107,12 @@ def test_a_class_path_of_the_users_keeps_the_local_fs_jar(tmp_path):
     assert spec.conf["spark.driver.extraClassPath"] == f"/opt/extra.jar:{tmp_path / LOCAL_FS_JAR}"
 
 
-def test_a_missing_local_fs_jar_says_make_jars(tmp_path):
+def test_a_missing_local_fs_or_kernel_jar_says_make_jars(tmp_path):
     (tmp_path / "hadoop-aws-3.3.4.jar").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"nexgen-localfs\.jar.*make jars"):
+        submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
+    (tmp_path / LOCAL_FS_JAR).write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"nexgen-spark\.jar.*make jars"):
         submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
 
 
