@@ -76,9 +76,9 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
 
     All frames share one partitioning and ordering, so Spark sorts once (or not at all, when the rows come
     sorted by keys and period). engine: `kernel` computes the lags and rolling statistics in one pass per entity
-    (io.nexgen.spark.WindowFeatures: the same doubles as the SQL windows, ~10x less work than Spark's sliding
-    frames, which recompute each aggregate over the whole frame for every row); `sql` with Spark's own RANGE
-    windows; `auto` the kernel where it applies (a double target and price), else SQL.
+    (io.nexgen.spark.WindowFeatures: the same doubles as the SQL windows, without Spark's sliding frames, which
+    update every aggregate over the whole frame again for every row); `sql` with Spark's own RANGE windows;
+    `auto` the kernel where it applies (a double target and price), else SQL.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
