@@ -108,14 +108,7 @@ def test_rows_out_of_period_order_stop_the_kernel(spark):
     from pyspark.sql import Window
 
     df = spark.createDataFrame([(1, 3.0), (3, 1.0), (2, 2.0)], "p long, v double")
-    jvm, gw = spark._jvm, spark.sparkContext._gateway
-    empty = gw.new_array(jvm.int, 0)
-    lags = gw.new_array(jvm.int, 1)
-    lags[0] = 1
-    from pyspark.sql.column import Column
-
-    col = Column(getattr(jvm, features.KERNEL_CLASS).column(F.col("p")._jc, F.col("v")._jc, None, lags, empty,
-                                                            gw.new_array(jvm.java.lang.String, 0)))
+    col = features.kernel_column(spark, F.col("p"), F.col("v"), None, lags=[1], windows=[], stats=[])
     # ordered by v: the periods come 3, 2, 1
     w = Window.orderBy(F.col("v")).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     with pytest.raises(Exception, match="period order"):

@@ -117,12 +117,15 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
     return df.select("*", *out)
 
 
-def _kernel_features(df: DataFrame, order: str, contract: Contract) -> DataFrame:
-    """build_features' columns from one kernel call per row (a struct), over the window's rows up to the current
-    one: Spark updates that frame one row at a time, and the kernel keeps each entity's last periods itself."""
-    f, tgt, price = contract.features, contract.target, contract.price_column
-    spark = df.sparkSession
+def kernel_column(spark, period: SparkColumn, target: SparkColumn, price: SparkColumn | None, lags: list[int],
+                  windows: list[int], stats: list[str]) -> SparkColumn:
+    """The kernel's aggregate (a struct of the lags, `<stat>_<w>`, `price_lag_1`, `price_mean_<w>`) as a Column,
+    for `.over()` a window ordered by the period; period a long, target and price doubles (price may be None)."""
     jvm, gateway = spark._jvm, spark.sparkContext._gateway
+    kernel = getattr(jvm, KERNEL_CLASS)
+    if not isinstance(kernel, JavaClass):  # py4j answers a class it cannot load with a package of that name
+        raise RuntimeError(f"the window kernel {KERNEL_CLASS} is not on the Spark class path: pass "
+                           "jars/lib/nexgen-spark.jar with --jars or spark.jars (`make jars` builds it)")
 
     def array(jtype, values):
         arr = gateway.new_array(jtype, len(values))
@@ -130,15 +133,19 @@ def _kernel_features(df: DataFrame, order: str, contract: Contract) -> DataFrame
             arr[i] = v
         return arr
 
+    return SparkColumn(kernel.column(period._jc, target._jc, price._jc if price is not None else None,
+                                     array(jvm.int, list(lags)), array(jvm.int, list(windows)),
+                                     array(jvm.java.lang.String, list(stats))))
+
+
+def _kernel_features(df: DataFrame, order: str, contract: Contract) -> DataFrame:
+    """build_features' columns from one kernel call per row (a struct), over the window's rows up to the current
+    one: Spark updates that frame one row at a time, and the kernel keeps each entity's last periods itself."""
+    f, tgt, price = contract.features, contract.target, contract.price_column
     period = F.expr(f"unix_date(`{PERIOD}`)").cast("long") if order == PERIOD else F.col(order).cast("long")
     with_price = bool(f.price and price)
-    kernel = getattr(jvm, KERNEL_CLASS)
-    if not isinstance(kernel, JavaClass):  # py4j answers a class it cannot load with a package of that name
-        raise RuntimeError(f"the window kernel {KERNEL_CLASS} is not on the Spark class path: pass "
-                           "jars/lib/nexgen-spark.jar with --jars or spark.jars (`make jars` builds it)")
-    jcol = kernel.column(period._jc, F.col(tgt)._jc, F.col(price)._jc if with_price else None,
-                         array(jvm.int, list(f.lags)), array(jvm.int, list(f.rolling_windows)),
-                         array(jvm.java.lang.String, list(f.rolling_stats)))
+    kernel = kernel_column(df.sparkSession, period, F.col(tgt), F.col(price) if with_price else None, f.lags,
+                           f.rolling_windows, f.rolling_stats)
     window = Window.partitionBy(*contract.keys).orderBy(order).rowsBetween(Window.unboundedPreceding,
                                                                            Window.currentRow)
     wf = "_wf"
@@ -153,7 +160,7 @@ def _kernel_features(df: DataFrame, order: str, contract: Contract) -> DataFrame
             out.append(F.when(mean != 0, F.col(price) / mean).alias(f"{price}_ratio_mean_{win}"))
     if f.calendar:
         out.extend(calendar_columns(contract))
-    return df.select("*", SparkColumn(jcol).over(window).alias(wf)).select(*df.columns, *out)
+    return df.select("*", kernel.over(window).alias(wf)).select(*df.columns, *out)
 
 
 def fills(contract: Contract) -> bool:
