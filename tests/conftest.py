@@ -32,7 +32,7 @@ def spark():
         if not k.startswith("spark.pyspark"):
             builder = builder.config(k, v)
     builder = builder.config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
-    builder = builder.config("spark.jars", ",".join(spec.jars))
+    # the jars are on the driver's class path (spec.conf), as for a local spark-submit
     session = builder.getOrCreate()
     yield session
     session.stop()

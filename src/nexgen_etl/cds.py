@@ -4,8 +4,8 @@ A Spark driver loads some 18,000 classes (Spark, Hadoop, Parquet, Jackson, Scala
 parses and verifies each of them at every start. JDK 17 can keep them in an archive file instead, mapped into
 memory at start-up (`-XX:SharedArchiveFile`; JEP 350). The archive is made by running the transform once on
 generated sample data with `-XX:ArchiveClassesAtExit`. It only fits the JVM and the class path it was made with,
-so its name is a digest of both (the Java release, PySpark's jars folder, the local file system jar); a JVM that
-finds it does not fit after all prints one warning and starts without it.
+so its name is a digest of both (the Java release, PySpark's jars folder, the jars on the driver's class path); a JVM
+that finds it does not fit after all prints one warning and starts without it.
 
 For local masters only: a cluster's driver and executors run elsewhere, with their own class path.
 """
@@ -37,25 +37,22 @@ def java_home() -> Path | None:
     return Path(java).resolve().parents[1] if java else None
 
 
-def fingerprint(local_fs_jar: Path) -> str:
+def fingerprint(class_path: list[Path]) -> str:
     """What the archive depends on: the JVM build, PySpark's jars (its path: the class path is absolute) and the
-    local file system jar on the driver's class path (the JVM checks each jar's size and modification time)."""
+    jars on the driver's class path, in order (the JVM checks each jar's size and modification time)."""
     from nexgen_etl.spark_submit import pyspark_home
 
     home = java_home()
     release = home / "release" if home else None
-    st = local_fs_jar.stat()
-    parts = [
-        str(home),
-        release.read_text() if release and release.exists() else "",
-        pyspark_home(),
-        str(local_fs_jar.resolve()), str(st.st_size), str(st.st_mtime_ns),
-    ]
+    parts = [str(home), release.read_text() if release and release.exists() else "", pyspark_home()]
+    for jar in class_path:
+        st = jar.stat()
+        parts += [str(jar), str(jar.resolve()), str(st.st_size), str(st.st_mtime_ns)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def archive_path(jars_dir: Path, local_fs_jar: Path) -> Path:
-    return Path(jars_dir) / ARCHIVE_DIR / f"driver-{fingerprint(local_fs_jar)}.jsa"
+def archive_path(jars_dir: Path, class_path: list[Path]) -> Path:
+    return Path(jars_dir) / ARCHIVE_DIR / f"driver-{fingerprint(class_path)}.jsa"
 
 
 # JVM options from the environment that spark-class passes on: with a flight recording, this JDK 17 build crashed
@@ -65,7 +62,7 @@ ENVIRONMENT_OPTIONS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OP
 UNSAFE_WITH_ARCHIVE = ("-agent", "-javaagent", "FlightRecord")
 
 
-def archive_options(settings: Settings, local_fs_jar: Path, env: dict[str, str] | None = None) -> list[str]:
+def archive_options(settings: Settings, class_path: list[Path], env: dict[str, str] | None = None) -> list[str]:
     """-XX:SharedArchiveFile for a local driver when the archive of this JVM and class path exists. Not when the
     settings bring their own driver class path (the archive's would not be a prefix of it) or JVM options (they
     replace the product's), nor with an agent or a flight recording in the environment's JVM options."""
@@ -75,7 +72,7 @@ def archive_options(settings: Settings, local_fs_jar: Path, env: dict[str, str] 
     if any(u in env.get(name, "") for name in ENVIRONMENT_OPTIONS for u in UNSAFE_WITH_ARCHIVE):
         return []
     try:
-        path = archive_path(settings.jars_dir, local_fs_jar)
+        path = archive_path(settings.jars_dir, class_path)
     except OSError:
         return []
     return [f"-XX:SharedArchiveFile={path}"] if path.exists() else []
@@ -84,10 +81,10 @@ def archive_options(settings: Settings, local_fs_jar: Path, env: dict[str, str] 
 def build(settings: Settings | None = None, force: bool = False) -> Path:
     """Run two small local batches (the second reads the first's output back, as every later batch does) and
     archive the classes the second one's driver loaded. Idempotent; the archive appears whole or not at all."""
-    from nexgen_etl.spark_submit import local_fs_jar, resolved_jars
+    from nexgen_etl.spark_submit import local_class_path, resolved_jars
 
     settings = settings or Settings.from_env(spark_master="local[2]")
-    target = archive_path(settings.jars_dir, local_fs_jar(resolved_jars(settings)))
+    target = archive_path(settings.jars_dir, local_class_path(resolved_jars(settings)))
     if target.exists() and not force:
         log.info("cds: %s is there", target)
         return target

@@ -11,10 +11,11 @@ import json
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from functools import reduce
 from datetime import date, timedelta
 
-from pyspark import StorageLevel
+from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -180,112 +181,130 @@ class BatchJob:
         source_ranges: dict[str, dict] = {}
         new_dates: set[str] = set()
         parsed = valid = None
-        if raw is not None:
-            parsed = clean.parse_rows(raw, c).persist(CACHE)
-            # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): a string
-            # formatted per row and sorted by its bytes, all alike in their first 8, cost several % of a large batch
-            day = clean.period_start(c).cast("date")
-            reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
-            # one pass over the parsed rows counts each file's rows read and its rejects, and gives the dates of
-            # its valid rows (an exact repeat has the date of the row it repeats)
-            for r in (parsed.groupBy(clean.FILE, reason.alias("_q"), F.when(reason.isNull(), day).alias("_day"))
-                      .count().collect()):
-                key, n = files.key(r[clean.FILE]), int(r["count"])
-                counted.append((key, "rows_read", n))
-                if r["_q"] is not None:
-                    counted.append((key, "q:" + r["_q"], n))
-                    continue
-                d = r["_day"].isoformat()
-                new_dates.add(d)
-                rng = source_ranges.setdefault(key, {"min": d, "max": d})
-                rng["min"], rng["max"] = min(rng["min"], d), max(rng["max"], d)
-            valid = clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
-            quarantines.append(with_source(clean.quarantine_rows(parsed), files.frame(self.spark, batch_keys)))
-        rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
-                    if (why := self.plan.rejected.get(o.key))]
-        if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
-            rejects = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
-                                                        "detail string")
-            quarantines.append(rejects.select("_source_key", "_source_etag", F.lit(None).cast("long").alias("_row_id"),
-                                              F.concat(F.lit("file:"), "why").alias("reason"),
-                                              F.concat(F.lit("file:"), "why").alias("reasons"),
-                                              F.col("detail").alias("raw_values")))
-        if quarantines:
-            quarantine = reduce(DataFrame.unionByName, quarantines).withColumn(
-                "source_id", F.substring(F.sha1("_source_key"), 1, 16))
-            self.write(quarantine, "quarantine")
-            schemas["quarantine"] = quarantine.schema.json()
-        t0 = self._timed("parse_and_quarantine", t0)
+        actions = Actions(self.spark, self.timings)
+        try:
+            if raw is not None:
+                parsed = clean.parse_rows(raw, c).persist(CACHE)
+                quarantines.append(with_source(clean.quarantine_rows(parsed), files.frame(self.spark, batch_keys)))
+            rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
+                        if (why := self.plan.rejected.get(o.key))]
+            if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
+                rejects = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
+                                                            "detail string")
+                quarantines.append(rejects.select("_source_key", "_source_etag",
+                                                  F.lit(None).cast("long").alias("_row_id"),
+                                                  F.concat(F.lit("file:"), "why").alias("reason"),
+                                                  F.concat(F.lit("file:"), "why").alias("reasons"),
+                                                  F.col("detail").alias("raw_values")))
+            if quarantines:
+                quarantine = reduce(DataFrame.unionByName, quarantines).withColumn(
+                    "source_id", F.substring(F.sha1("_source_key"), 1, 16))
+                # written while the rows are counted below: both read the parsed rows (cached once, shared)
+                actions.start("write_quarantine", self.write, quarantine, "quarantine")
+                schemas["quarantine"] = quarantine.schema.json()
+            if parsed is not None:
+                # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): a
+                # string formatted per row and sorted by its bytes, all alike in their first 8, cost several %
+                day = clean.period_start(c).cast("date")
+                reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
+                # one pass over the parsed rows counts each file's rows read and its rejects, and gives the dates
+                # of its valid rows (an exact repeat has the date of the row it repeats)
+                for r in actions.run("count_rows", lambda: parsed.groupBy(
+                        clean.FILE, reason.alias("_q"), F.when(reason.isNull(), day).alias("_day")).count().collect()):
+                    key, n = files.key(r[clean.FILE]), int(r["count"])
+                    counted.append((key, "rows_read", n))
+                    if r["_q"] is not None:
+                        counted.append((key, "q:" + r["_q"], n))
+                        continue
+                    d = r["_day"].isoformat()
+                    new_dates.add(d)
+                    rng = source_ranges.setdefault(key, {"min": d, "max": d})
+                    rng["min"], rng["max"] = min(rng["min"], d), max(rng["max"], d)
+                valid = clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
+            t0 = self._timed("parse", t0)
 
-        # Dates an earlier version of these files contributed to must be recomputed too (corrections).
-        old_dates = set()
-        for key in batch_keys:
-            prev = catalog.sources.get(key)
-            if prev and prev.get("min"):
-                old_dates |= {p for p in catalog.partitions("clean") if prev["min"] <= p <= prev["max"]}
-        clean_dates = sorted(new_dates | old_dates)
-        features_ranges: list[list[str]] = []
-        if clean_dates:
-            lb = lookback_days(c)
-            touched = [(date.fromisoformat(d), date.fromisoformat(d)) for d in clean_dates]
-            extents = None
-            if features.fills(c):
-                # a moved first or last period adds or removes filled rows away from the new rows
-                extents, moved = self.entity_extents(catalog, valid, published_in_batch)
-                touched += moved
-            # features at t read t-lb … t: recompute each touched span and the lb days after it, reading the
-            # lb days before it back from the published clean data; far-apart spans stay separate
-            spans = merge_spans(touched)
-            history = merge_spans([(a - timedelta(days=lb), b + timedelta(days=lb)) for a, b in spans])
-            recompute = merge_spans([(a, b + timedelta(days=lb)) for a, b in spans])
-            hist = self.read_clean_history(catalog, history)
-            frame = valid
-            in_frame = list(batch_keys)
-            if hist is not None:
-                # the published rows of other files: their keys and ETags become file ids, as the batch's rows
-                hist_keys = files.published_within(history, exclude=batch_keys)
-                in_frame += hist_keys
-                hist = files.to_ids(hist.where(~published_in_batch), files.frame(self.spark, hist_keys))
-                frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
-            # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate windows,
-            # the roll-up and the feature windows need no shuffle of their own, the features often no sort;
-            # cached with its marks, so that the clean write, the features and the accounting share them
-            marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
-            kept = marked.where(~F.col("_exact_dup"))
-            published = kept.drop("_exact_dup", "_key_dup")
-            lineage = files.frame(self.spark, in_frame)
-            self.write(published.where(F.col(PARTITION_COLUMN).isin([date.fromisoformat(d) for d in clean_dates])),
-                       "clean", lineage)
-            schemas["clean"] = published_schema(with_source(published, lineage))
-            if parsed is not None:  # counted, quarantined and marked: its memory is the writes' now
-                parsed.unpersist()
-            maybe_fail("transform.between_writes")
+            # Dates an earlier version of these files contributed to must be recomputed too (corrections).
+            old_dates = set()
+            for key in batch_keys:
+                prev = catalog.sources.get(key)
+                if prev and prev.get("min"):
+                    old_dates |= {p for p in catalog.partitions("clean") if prev["min"] <= p <= prev["max"]}
+            clean_dates = sorted(new_dates | old_dates)
+            features_ranges: list[list[str]] = []
+            if clean_dates:
+                lb = lookback_days(c)
+                touched = [(date.fromisoformat(d), date.fromisoformat(d)) for d in clean_dates]
+                extents = None
+                if features.fills(c):
+                    # a moved first or last period adds or removes filled rows away from the new rows
+                    extents, moved = self.entity_extents(catalog, valid, published_in_batch)
+                    touched += moved
+                # features at t read t-lb … t: recompute each touched span and the lb days after it, reading the
+                # lb days before it back from the published clean data; far-apart spans stay separate
+                spans = merge_spans(touched)
+                history = merge_spans([(a - timedelta(days=lb), b + timedelta(days=lb)) for a, b in spans])
+                recompute = merge_spans([(a, b + timedelta(days=lb)) for a, b in spans])
+                hist = self.read_clean_history(catalog, history)
+                frame = valid
+                in_frame = list(batch_keys)
+                if hist is not None:
+                    # the published rows of other files: their keys and ETags become file ids, as the batch's rows
+                    hist_keys = files.published_within(history, exclude=batch_keys)
+                    in_frame += hist_keys
+                    hist = files.to_ids(hist.where(~published_in_batch), files.frame(self.spark, hist_keys))
+                    frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
+                # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate
+                # windows, the roll-up and the feature windows need no shuffle of their own, the features often no
+                # sort; cached with its marks, so that the clean write, the features and the accounting share them
+                # (the first of them to reach a partition computes it, the others wait for it and read it)
+                marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
+                kept = marked.where(~F.col("_exact_dup"))
+                published = kept.drop("_exact_dup", "_key_dup")
+                lineage = files.frame(self.spark, in_frame)
+                clean_written = actions.start(
+                    "write_clean", self.write,
+                    published.where(F.col(PARTITION_COLUMN).isin([date.fromisoformat(d) for d in clean_dates])),
+                    "clean", lineage)
+                schemas["clean"] = published_schema(with_source(published, lineage))
 
-            winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
-            periods = clean.rollup_to_period(winners, c)
-            if extents is not None:
-                periods = features.fill_missing_periods(periods, extents, c, history)
-            features_ranges = [[a.isoformat(), b.isoformat()] for a, b in recompute]
-            feats = features.finalize(features.build_features(periods, c), c)
-            feats = feats.where(reduce(lambda x, y: x | y, [F.col(PARTITION_COLUMN).between(a, b)
-                                                            for a, b in recompute]))
-            self.write(feats, "features")
-            schemas["features"] = published_schema(feats)
+                winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
+                periods = clean.rollup_to_period(winners, c)
+                if extents is not None:
+                    periods = features.fill_missing_periods(periods, extents, c, history)
+                features_ranges = [[a.isoformat(), b.isoformat()] for a, b in recompute]
+                feats = features.finalize(features.build_features(periods, c), c)
+                feats = feats.where(reduce(lambda x, y: x | y, [F.col(PARTITION_COLUMN).between(a, b)
+                                                                for a, b in recompute]))
+                actions.start("write_features", self.write, feats, "features")
+                schemas["features"] = published_schema(feats)
 
-            ours = marked.where(in_batch)
-            fates.append(ours.where(F.col("_exact_dup")).select(clean.FILE, F.lit("duplicates_exact").alias("fate")))
-            fates.append(ours.where(F.col("_key_dup")).select(clean.FILE, F.lit("duplicates_key").alias("fate")))
-            # out vs merged is decided among all winners of the period, history included
-            fates.append(clean.rollup_fates(winners, c).where(in_batch)
-                         .select(clean.FILE, F.col("_fate").alias("fate")))
-        t0 = self._timed("clean_and_features", t0)
+                ours = marked.where(in_batch)
+                fates.append(ours.where(F.col("_exact_dup")).select(clean.FILE,
+                                                                    F.lit("duplicates_exact").alias("fate")))
+                fates.append(ours.where(F.col("_key_dup")).select(clean.FILE, F.lit("duplicates_key").alias("fate")))
+                # out vs merged is decided among all winners of the period, history included
+                fates.append(clean.rollup_fates(winners, c).where(in_batch)
+                             .select(clean.FILE, F.col("_fate").alias("fate")))
+                counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
+                    "count_fates", lambda: reduce(DataFrame.unionByName, fates).groupBy(clean.FILE, "fate")
+                    .count().collect())]
+                clean_written.result()  # every partition of `marked` is cached now: the parsed rows are not needed
+                if parsed is not None:
+                    parsed.unpersist()
+                maybe_fail("transform.between_writes")
+            actions.wait()
+        except BaseException:
+            actions.cancel()
+            raise
+        finally:
+            actions.join()
+        if parsed is not None:
+            parsed.unpersist()
+        t0 = self._timed("writes", t0)
 
         accounting = {k: {"rows_read": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_reasons": {},
                           "duplicates_exact": 0, "duplicates_key": 0, "rows_merged": 0,
                           "file_rejected": self.plan.rejected.get(k)} for k in batch_keys}
-        if fates:
-            counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in
-                        reduce(DataFrame.unionByName, fates).groupBy(clean.FILE, "fate").count().collect()]
         for key, fate, n in counted:
             if key not in accounting:
                 raise RuntimeError(f"rows from a path that is not in the plan: {key!r}")
@@ -323,6 +342,56 @@ class BatchJob:
         maybe_fail("transform.before_result")
         self.fs.write_text(self.uri(self.staging + RESULT_NAME), json.dumps(result, indent=1, sort_keys=True))
         return result
+
+
+class Actions:
+    """Spark actions run side by side, each from its own driver thread (PySpark's pinned threads: one JVM thread
+    each): while the driver plans and compiles one job, another's tasks use the cores. A small batch is mostly
+    such driver work (docs/performance.md). Each action's own seconds go to timings under its name."""
+
+    def __init__(self, spark: SparkSession, timings: dict[str, float]) -> None:
+        self.spark = spark
+        self.timings = timings
+        self.threads: list[InheritableThread] = []
+        self.futures: list[Future] = []
+
+    def run(self, name: str, fn, *args):
+        """fn(*args) in this thread, timed."""
+        t0 = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[name] = round(time.monotonic() - t0, 3)
+
+    def start(self, name: str, fn, *args) -> Future:
+        """fn(*args) in a new thread; its result (or exception) in the returned future."""
+        future: Future = Future()
+
+        def target() -> None:
+            try:
+                future.set_result(self.run(name, fn, *args))
+            except BaseException as e:  # noqa: BLE001 (handed to whoever waits for the future)
+                future.set_exception(e)
+
+        thread = InheritableThread(target=target, name=f"nexgen-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        self.futures.append(future)
+        return future
+
+    def wait(self) -> None:
+        """Every started action finished; the first failure (in start order) raised."""
+        for future in self.futures:
+            future.result()
+
+    def cancel(self) -> None:
+        """Stop the jobs still running (after a failure: their output would be discarded with the staging)."""
+        if any(not f.done() for f in self.futures):
+            self.spark.sparkContext.cancelAllJobs()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
 
 
 class SourceFiles:

@@ -8,7 +8,7 @@ import subprocess
 
 from nexgen_etl.cds import archive_path
 from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import LOCAL_FS_JAR, spark_submit_binary, submit_spec
+from nexgen_etl.spark_submit import local_class_path, resolved_jars, spark_submit_binary, submit_spec
 
 APP = """
 import sys
@@ -23,7 +23,7 @@ spark.stop()
 
 def test_local_submit_loads_spark_from_the_archive(tmp_path):
     settings = Settings.from_env(spark_master="local[2]")
-    archive = archive_path(settings.jars_dir, settings.jars_dir / LOCAL_FS_JAR)
+    archive = archive_path(settings.jars_dir, local_class_path(resolved_jars(settings)))
     assert archive.exists(), f"no class archive at {archive}: setup makes it (python -m nexgen_etl.cds)"
     spec = submit_spec(settings, batch_bytes=100)
     opts = spec.conf["spark.driver.extraJavaOptions"]

@@ -9,7 +9,8 @@ import pytest
 from nexgen_etl.cds import archive_options, archive_path
 from nexgen_etl.settings import Settings
 from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, KERNEL_JAR, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
-                                     compiler_directives_options, input_bytes, sized_conf, submit_spec)
+                                     compiler_directives_options, input_bytes, local_class_path, resolved_jars,
+                                     sized_conf, submit_spec)
 from nexgen_etl.storage import ObjectInfo
 
 MB = 1024 * 1024
@@ -85,26 +86,34 @@ def test_submit_spec_puts_the_sizing_into_argv(monkeypatch, tmp_path):
     assert small[small.index("--driver-memory") + 1] == "1g"
 
 
+def class_path(tmp_path) -> str:
+    return ":".join(str(tmp_path / n) for n in (LOCAL_FS_JAR, "aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar",
+                                                 KERNEL_JAR))
+
+
 def test_local_masters_write_file_paths_without_chmod_processes(tmp_path):
     jars_in(tmp_path)
     local = submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
     assert local.conf["spark.hadoop.fs.file.impl"] == LOCAL_FS_CLASS
-    assert local.conf["spark.driver.extraClassPath"] == str(tmp_path / LOCAL_FS_JAR)
-    # a cluster's executors are other machines: the jar is not theirs, nor the setting; the window kernel's jar
-    # goes to every master with --jars (executors run it)
+    # a local executor is the driver JVM: every jar on the driver's class path (the local file system's first),
+    # none with --jars (which would copy each into a temporary folder on the first task)
+    assert local.conf["spark.driver.extraClassPath"] == class_path(tmp_path)
+    assert local.jars == [] and "--jars" not in local.argv([])
+    # a cluster's executors are other machines: the local file system jar is not theirs, nor the setting; S3A and
+    # the window kernel's jar go to them with --jars (executors run it)
     cluster = submit_spec(Settings.from_env(spark_master="spark://127.0.0.1:7077", jars_dir=tmp_path))
     assert "spark.hadoop.fs.file.impl" not in cluster.conf and "spark.driver.extraClassPath" not in cluster.conf
-    for spec in (local, cluster):
-        assert [j.rsplit("/", 1)[-1] for j in spec.jars] == ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar",
-                                                             KERNEL_JAR]
+    assert [j.rsplit("/", 1)[-1] for j in cluster.jars] == ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar",
+                                                            KERNEL_JAR]
+    assert cluster.argv([])[cluster.argv([]).index("--jars") + 1] == ",".join(cluster.jars)
 
 
-def test_a_class_path_of_the_users_keeps_the_local_fs_jar(tmp_path):
+def test_a_class_path_of_the_users_keeps_the_products_jars(tmp_path):
     jars_in(tmp_path)
     settings = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path,
                                  spark_conf={"spark.driver.extraClassPath": "/opt/extra.jar"})
     spec = submit_spec(settings)
-    assert spec.conf["spark.driver.extraClassPath"] == f"/opt/extra.jar:{tmp_path / LOCAL_FS_JAR}"
+    assert spec.conf["spark.driver.extraClassPath"] == f"/opt/extra.jar:{class_path(tmp_path)}"
 
 
 def test_a_missing_local_fs_or_kernel_jar_says_make_jars(tmp_path):
@@ -120,7 +129,8 @@ def test_local_driver_maps_the_class_archive_once_setup_made_it(tmp_path):
     jars_in(tmp_path)
     settings = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)
     assert "SharedArchiveFile" not in submit_spec(settings).conf["spark.driver.extraJavaOptions"]
-    archive = archive_path(tmp_path, tmp_path / LOCAL_FS_JAR)
+    jars = local_class_path(resolved_jars(settings))
+    archive = archive_path(tmp_path, jars)
     assert archive.parent == tmp_path / "cds"
     archive.parent.mkdir()
     archive.write_bytes(b"")
@@ -135,20 +145,24 @@ def test_local_driver_maps_the_class_archive_once_setup_made_it(tmp_path):
     jvm_opts = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path,
                                  spark_conf={"spark.driver.extraJavaOptions": "-XX:StartFlightRecording"})
     assert submit_spec(jvm_opts).conf["spark.driver.extraJavaOptions"] == "-XX:StartFlightRecording"
-    assert archive_options(jvm_opts, tmp_path / LOCAL_FS_JAR) == []
+    assert archive_options(jvm_opts, jars) == []
     # an agent or a flight recording in the JVM options spark-class takes from the environment: no archive
-    assert archive_options(settings, tmp_path / LOCAL_FS_JAR, env={}) == [f"-XX:SharedArchiveFile={archive}"]
+    assert archive_options(settings, jars, env={}) == [f"-XX:SharedArchiveFile={archive}"]
     for env in ({"JAVA_TOOL_OPTIONS": "-javaagent:/opt/a.jar"}, {"SPARK_SUBMIT_OPTS": "-XX:StartFlightRecording"}):
-        assert archive_options(settings, tmp_path / LOCAL_FS_JAR, env=env) == []
+        assert archive_options(settings, jars, env=env) == []
 
 
-def test_the_archive_name_follows_the_jar_on_the_class_path(tmp_path):
+def test_the_archive_name_follows_every_jar_on_the_class_path(tmp_path):
     jars_in(tmp_path)
-    jar = tmp_path / LOCAL_FS_JAR
-    before = archive_path(tmp_path, jar)
-    assert archive_path(tmp_path, jar) == before
-    jar.write_bytes(b"rebuilt")  # the JVM refuses an archive whose class path jars changed size or time
-    assert archive_path(tmp_path, jar) != before
+    jars = local_class_path(resolved_jars(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)))
+    before = archive_path(tmp_path, jars)
+    assert archive_path(tmp_path, jars) == before
+    # the JVM refuses an archive whose class path jars changed size or time, or their order
+    for name in (LOCAL_FS_JAR, KERNEL_JAR, "aws-java-sdk-bundle-1.12.262.jar"):
+        (tmp_path / name).write_bytes(b"rebuilt")
+        assert archive_path(tmp_path, jars) != before
+        before = archive_path(tmp_path, jars)
+    assert archive_path(tmp_path, list(reversed(jars))) != before
 
 
 def test_a_large_local_batch_keeps_c2_off_the_planners_code(tmp_path):

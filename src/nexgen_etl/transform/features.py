@@ -23,7 +23,8 @@ PARTITION_COLUMN = "period_date"
 FILLED = "is_filled"
 
 _STATS = {"mean": "avg", "std": "stddev_samp", "min": "min", "max": "max"}  # SQL aggregate names
-# the window kernel (jars/scala, built into nexgen-spark.jar by scripts/resolve_jars.sh; shipped with --jars)
+# the window kernel (jars/scala, built into nexgen-spark.jar by scripts/resolve_jars.sh; on a local driver's class
+# path, shipped to a cluster's executors with --jars: spark_submit.submit_spec)
 KERNEL_CLASS = "io.nexgen.spark.WindowFeatures"
 ENGINES = ("auto", "kernel", "sql")
 
@@ -125,7 +126,8 @@ def kernel_column(spark, period: SparkColumn, target: SparkColumn, price: SparkC
     kernel = getattr(jvm, KERNEL_CLASS)
     if not isinstance(kernel, JavaClass):  # py4j answers a class it cannot load with a package of that name
         raise RuntimeError(f"the window kernel {KERNEL_CLASS} is not on the Spark class path: pass "
-                           "jars/lib/nexgen-spark.jar with --jars or spark.jars (`make jars` builds it)")
+                           "jars/lib/nexgen-spark.jar with --jars, spark.jars or spark.driver.extraClassPath "
+                           "(`make jars` builds it)")
 
     def array(jtype, values):
         arr = gateway.new_array(jtype, len(values))
