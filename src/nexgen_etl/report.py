@@ -70,7 +70,8 @@ def target_series(store: ObjectStore, catalog: Catalog, target: str, batch_perio
     for part in chosen:
         total, rows = 0.0, 0
         for f in catalog.files("features", [part]):
-            table = pq.read_table(io.BytesIO(store.get_bytes(f)), columns=[target])
+            # one file, read as such: read_table would go through pyarrow.dataset, which imports pandas (~0.6 s)
+            table = pq.ParquetFile(io.BytesIO(store.get_bytes(f))).read(columns=[target])
             rows += table.num_rows
             total += pc.sum(table[target]).as_py() or 0.0
         series.append({"period": part, "total": round(total, 6), "rows": rows})
