@@ -16,6 +16,8 @@ from pyspark.sql import SparkSession
 spark = SparkSession.builder.getOrCreate()
 df = spark.read.option("header", "true").csv(sys.argv[1])
 df.groupBy("k").count().write.parquet(sys.argv[2])
+for name in ("org.apache.hadoop.fs.s3a.S3AFileSystem", "com.amazonaws.services.s3.AmazonS3Client"):
+    spark._jvm.java.lang.Class.forName(name)  # S3A and the AWS SDK, on the driver's class path
 print("nexgen-test rows", spark.read.parquet(sys.argv[2]).count())
 spark.stop()
 """
@@ -45,3 +47,7 @@ def test_local_submit_loads_spark_from_the_archive(tmp_path):
     assert session and "shared objects file (top)" in session[0], session
     # most of what the driver loaded came from the archive, not from jar files
     assert len(shared) > 0.6 * len(lines), (len(shared), len(lines))
+    # S3A's and the AWS SDK's classes too: setup trained the archive with its output on S3 (moto)
+    for name in ("org.apache.hadoop.fs.s3a.S3AFileSystem", "com.amazonaws.services.s3.AmazonS3Client"):
+        loaded = [ln for ln in lines if f" {name} " in ln]
+        assert loaded and "shared objects file (top)" in loaded[0], loaded
