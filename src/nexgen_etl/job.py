@@ -27,7 +27,7 @@ from nexgen_etl.faults import maybe_fail
 from nexgen_etl.sparkio import HadoopFS, read_csv_group
 from nexgen_etl.transform import clean, features
 from nexgen_etl.transform.features import PARTITION_COLUMN
-from nexgen_etl.transform.local import local_frame
+from nexgen_etl.transform.local import TIMESTAMP_FORMAT, local_frame
 
 RESULT_NAME = "_result.json"
 # The two large caches (the parsed rows, the marked frame) go to local disk uncompressed (DISK_ONLY with
@@ -84,24 +84,32 @@ class BatchJob:
             if obj.key in self.plan.headers:
                 groups.setdefault(tuple(self.plan.headers[obj.key]), []).append(obj)
         frames = []
-        plan_rows = []
         for header, members in groups.items():
             uris = [raw_uri(self.plan.raw_url, o.key) for o in members]
             df = read_csv_group(self.spark, uris, c, list(header))
             for name in expected:
                 if name not in df.columns:
                     df = df.withColumn(name, F.lit(None).cast("string"))
-            frames.append(df.select(*expected, clean.CORRUPT, "_source_path"))
-            plan_rows += [(self.fs.qualified(u), files.ids[o.key], o.last_modified) for u, o in zip(uris, members)]
+            df = df.select(*expected, clean.CORRUPT)
+            if len(members) == 1:  # the file is known: no file name per row, no join (nor its broadcast job)
+                o = members[0]
+                df = df.select("*", F.lit(files.ids[o.key]).alias(clean.FILE),
+                               F.to_timestamp(F.lit(o.last_modified.isoformat()), TIMESTAMP_FORMAT).alias("_source_lm"))
+            else:
+                # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash
+                # join: a literal map looked up per row scans all of its keys, which costs rows × files string
+                # comparisons. The plan's times are timestamps already (parsed per row, they were ~4 % of a
+                # profile's task samples).
+                plan_df = local_frame(self.spark, [(self.fs.qualified(u), files.ids[o.key], o.last_modified)
+                                                   for u, o in zip(uris, members)],
+                                      f"_source_path string, {clean.FILE} int, _source_lm timestamp")
+                df = (df.withColumn("_source_path", F.input_file_name())
+                      .join(F.broadcast(plan_df), "_source_path", "left").drop("_source_path"))
+            frames.append(df)
         if not frames:
             return None
         raw = reduce(DataFrame.unionByName, frames)
-        # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash join: a
-        # literal map looked up per row scans all of its keys, which costs rows × files string comparisons. The
-        # plan's times are timestamps already (parsed per row, they were ~4 % of a profile's task samples).
-        plan_df = local_frame(self.spark, plan_rows, f"_source_path string, {clean.FILE} int, _source_lm timestamp")
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
-        raw = raw.join(F.broadcast(plan_df), "_source_path", "left")
         return raw.select(*expected, clean.CORRUPT, "_row_id", clean.FILE, "_source_lm")
 
     def read_clean(self, files: list[str]) -> DataFrame | None:

@@ -68,4 +68,4 @@ def read_csv_group(spark: SparkSession, paths: list[str], contract: Contract, he
               .option("encoding", c.encoding).option("multiLine", str(c.multiline).lower())
               .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
               .option("enforceSchema", "true"))
-    return reader.csv(paths).withColumn("_source_path", F.input_file_name())
+    return reader.csv(paths)

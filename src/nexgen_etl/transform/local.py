@@ -11,6 +11,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StructType, _parse_datatype_string
 
 
+# how _plain writes a datetime (isoformat), for Spark to read it back
+TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS][XXX]"
+
+
 def _plain(value):
     return value.isoformat() if isinstance(value, (date, datetime)) else value
 
@@ -24,5 +28,5 @@ def local_frame(spark: SparkSession, rows: Sequence[Sequence], schema: StructTyp
     struct = schema if isinstance(schema, StructType) else _parse_datatype_string(schema)
     names = [f.name for f in struct.fields]
     text = json.dumps([{n: _plain(v) for n, v in zip(names, row)} for row in rows])
-    parsed = F.from_json(F.lit(text), ArrayType(struct), {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS][XXX]"})
+    parsed = F.from_json(F.lit(text), ArrayType(struct), {"timestampFormat": TIMESTAMP_FORMAT})
     return spark.range(1).select(F.inline(parsed)).select(*names)
