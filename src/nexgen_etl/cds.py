@@ -1,6 +1,6 @@
 """A class data sharing archive for the driver JVM of local runs (`python -m nexgen_etl.cds`, run by setup).
 
-A Spark driver loads some 18,000 classes (Spark, Hadoop, Parquet, Jackson, Scala) from about 250 jars, and
+A Spark driver loads some 18,000-23,000 classes (Spark, Hadoop, Parquet, Jackson, Scala) from about 250 jars, and
 parses and verifies each of them at every start. JDK 17 can keep them in an archive file instead, mapped into
 memory at start-up (`-XX:SharedArchiveFile`; JEP 350). The archive is made by running the transform once on
 generated sample data with `-XX:ArchiveClassesAtExit`. It only fits the JVM and the class path it was made with,
