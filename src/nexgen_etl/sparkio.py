@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from nexgen_etl.contract import Contract
 from nexgen_etl.transform.clean import CORRUPT, raw_schema_ddl
