@@ -108,7 +108,6 @@ def build(settings: Settings | None = None, force: bool = False) -> Path:
 
 
 TRAINING_BUCKET = "nexgen-cds-training"
-TRAINING_CREDENTIALS = ("AKIACDSTRAINING00001", "cds-training-not-a-secret")  # moto accepts any
 
 
 def _train(settings: Settings, work: Path, archive: Path) -> None:
@@ -116,6 +115,7 @@ def _train(settings: Settings, work: Path, archive: Path) -> None:
     the demo) when moto is installed, else to a local folder: with S3, their drivers load S3A's classes and the
     AWS SDK's too (some 2,000 more; a 100k-row batch through S3, 4 interleaved rounds: 20.7 -> 19.4 s median).
     The second batch's driver writes the archive."""
+    from nexgen_etl.demo import DEMO_KEY, DEMO_SECRET  # moto accepts any credentials: the demo's
     from nexgen_etl.local_services import MotoServer, create_buckets, venv_bin
     from nexgen_etl.settings import AwsCredentials, S3Settings, Secret
     from nexgen_etl.storage import LocalStore, S3Store, s3_client
@@ -126,7 +126,7 @@ def _train(settings: Settings, work: Path, archive: Path) -> None:
         return
     with MotoServer(log_path=work / "moto.log") as moto:
         s3 = S3Settings(endpoint_url=moto.url, path_style=True)
-        credentials = AwsCredentials(TRAINING_CREDENTIALS[0], Secret(TRAINING_CREDENTIALS[1]))
+        credentials = AwsCredentials(DEMO_KEY, Secret(DEMO_SECRET))
         client = s3_client(s3, credentials)
         create_buckets(client, buckets=(TRAINING_BUCKET,))
         _train_batches(settings, work, archive, f"s3://{TRAINING_BUCKET}/",

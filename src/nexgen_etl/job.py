@@ -183,8 +183,7 @@ class BatchJob:
         in_batch = F.col(clean.FILE).isin([files.ids[k] for k in batch_keys])
         published_in_batch = F.col("_source_key").isin(batch_keys)  # in published rows, which hold the key
         schemas: dict[str, str] = {}
-        fates: list[DataFrame] = []  # one row per input row that reached the marked frame: (source key, fate)
-        counted: list[tuple[str, str, int]] = []  # (source key, fate, rows) counted before it
+        counted: list[tuple[str, str, int]] = []  # (source key, fate or "rows_read", rows)
         quarantines: list[DataFrame] = []
         source_ranges: dict[str, dict] = {}
         new_dates: set[str] = set()
@@ -286,13 +285,13 @@ class BatchJob:
                 actions.start("write_features", self.write, feats, "features")
                 schemas["features"] = published_schema(feats)
 
+                # one row per batch row that reached the marked frame: (file id, fate)
                 ours = marked.where(in_batch)
-                fates.append(ours.where(F.col("_exact_dup")).select(clean.FILE,
-                                                                    F.lit("duplicates_exact").alias("fate")))
-                fates.append(ours.where(F.col("_key_dup")).select(clean.FILE, F.lit("duplicates_key").alias("fate")))
-                # out vs merged is decided among all winners of the period, history included
-                fates.append(clean.rollup_fates(winners, c).where(in_batch)
-                             .select(clean.FILE, F.col("_fate").alias("fate")))
+                fates = [ours.where(F.col("_exact_dup")).select(clean.FILE, F.lit("duplicates_exact").alias("fate")),
+                         ours.where(F.col("_key_dup")).select(clean.FILE, F.lit("duplicates_key").alias("fate")),
+                         # out vs merged is decided among all winners of the period, history included
+                         clean.rollup_fates(winners, c).where(in_batch).select(clean.FILE,
+                                                                               F.col("_fate").alias("fate"))]
                 counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
                     "count_fates", lambda: reduce(DataFrame.unionByName, fates).groupBy(clean.FILE, "fate")
                     .count().collect())]

@@ -208,10 +208,10 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     local = settings.spark_master.startswith("local")
     sizing = sized_conf(batch_bytes)
     jars = resolved_jars(settings)
-    local_fs, java_opts = {}, sizing.java_opts
+    local_driver, java_opts = {}, sizing.java_opts
     if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.cds)
         class_path = local_class_path(jars)
-        local_fs, java_opts = local_conf(class_path), java_opts + archive_options(settings, class_path)
+        local_driver, java_opts = local_conf(class_path), java_opts + archive_options(settings, class_path)
         jars = []  # on the driver's class path
         if sizing.large:
             java_opts = java_opts + compiler_directives_options()
@@ -238,14 +238,14 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
         # set by hand (fs.s3a.secret.key, an executorEnv) the UI, event log and REST API would show it redacted
         "spark.redaction.regex": REDACTION_REGEX,
         **s3a_conf(settings),
-        **local_fs,
+        **local_driver,
         **event_log_conf(),
         **settings.spark_conf,
     }
     class_path_key = "spark.driver.extraClassPath"
-    if local_fs and settings.spark_conf.get(class_path_key):
+    if local_driver and settings.spark_conf.get(class_path_key):
         # a class path of the user's own keeps the product's jars on it
-        conf[class_path_key] = os.pathsep.join([settings.spark_conf[class_path_key], local_fs[class_path_key]])
+        conf[class_path_key] = os.pathsep.join([settings.spark_conf[class_path_key], local_driver[class_path_key]])
     env = {"SPARK_HOME": os.environ.get("SPARK_HOME") or pyspark_home()}
     if local or settings.spark_master.startswith("spark://"):
         # the driver and (same-host) executors use this interpreter, which has nexgen_etl installed
