@@ -16,6 +16,7 @@ from functools import reduce
 from datetime import date, timedelta
 
 from pyspark import InheritableThread, StorageLevel
+from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -161,13 +162,13 @@ class BatchJob:
         spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
         return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
 
-    def write(self, df: DataFrame, dataset: str, files: DataFrame | None = None) -> None:
-        """df into the batch's staging folder, one file per partition value. files (SourceFiles.frame): the
-        source key and ETag to put in place of the file ids, after the shuffle (which they would only make larger)."""
+    def write(self, df: DataFrame, dataset: str, files: "SourceFiles | None" = None, keys: list[str] = ()) -> None:
+        """df into the batch's staging folder, one file per partition value. files and keys: the source key and
+        ETag to put in place of the file ids (with_source), after the shuffle (which they would only make larger)."""
         part = PARTITION_OF[dataset]
         df = df.repartition(part)
         if files is not None:
-            df = with_source(df, files)
+            df = with_source(df, files, keys)
         (df.write.mode("overwrite").option("compression", "snappy")
          .partitionBy(part).parquet(self.uri(f"{self.staging}{dataset}")))
 
@@ -192,7 +193,7 @@ class BatchJob:
         try:
             if raw is not None:
                 parsed = clean.parse_rows(raw, c).persist(CACHE)
-                quarantines.append(with_source(clean.quarantine_rows(parsed), files.frame(self.spark, batch_keys)))
+                quarantines.append(with_source(clean.quarantine_rows(parsed), files, batch_keys))
             rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
                         if (why := self.plan.rejected.get(o.key))]
             if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
@@ -267,12 +268,11 @@ class BatchJob:
                 marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
                 kept = marked.where(~F.col("_exact_dup"))
                 published = kept.drop("_exact_dup", "_key_dup")
-                lineage = files.frame(self.spark, in_frame)
                 clean_written = actions.start(
                     "write_clean", self.write,
                     published.where(F.col(PARTITION_COLUMN).isin([date.fromisoformat(d) for d in clean_dates])),
-                    "clean", lineage)
-                schemas["clean"] = published_schema(with_source(published, lineage))
+                    "clean", files, in_frame)
+                schemas["clean"] = published_schema(with_source(published, files, in_frame))
 
                 winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
                 periods = clean.rollup_to_period(winners, c)
@@ -286,15 +286,9 @@ class BatchJob:
                 schemas["features"] = published_schema(feats)
 
                 # one row per batch row that reached the marked frame: (file id, fate)
-                ours = marked.where(in_batch)
-                fates = [ours.where(F.col("_exact_dup")).select(clean.FILE, F.lit("duplicates_exact").alias("fate")),
-                         ours.where(F.col("_key_dup")).select(clean.FILE, F.lit("duplicates_key").alias("fate")),
-                         # out vs merged is decided among all winners of the period, history included
-                         clean.rollup_fates(winners, c).where(in_batch).select(clean.FILE,
-                                                                               F.col("_fate").alias("fate"))]
+                fates = clean.row_fates(marked, c).where(in_batch)
                 counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
-                    "count_fates", lambda: reduce(DataFrame.unionByName, fates).groupBy(clean.FILE, "fate")
-                    .count().collect())]
+                    "count_fates", lambda: fates.groupBy(clean.FILE, "fate").count().collect())]
                 clean_written.result()  # every partition of `marked` is cached now: the parsed rows are not needed
                 if parsed is not None:
                     parsed.unpersist()
@@ -405,7 +399,7 @@ class SourceFiles:
     """The raw files whose rows can meet in a batch's frame (the batch's and every published one), each numbered
     by the order of its key: the rows carry that int (clean.FILE), which sorts as the key does, through the caches,
     the shuffles and the sort instead of the key and ETag strings (~80 bytes a row); the writes put the strings
-    back with a broadcast join (with_source)."""
+    back (with_source)."""
 
     def __init__(self, batch: dict[str, str], published: dict[str, dict]) -> None:
         self.keys = sorted(set(batch) | set(published))
@@ -440,10 +434,33 @@ class SourceFiles:
                           *[c for c in published.columns if c not in (clean.FILE, "_source_key", "_source_etag")])
 
 
-def with_source(df: DataFrame, files: DataFrame) -> DataFrame:
-    """df with `_source_key` and `_source_etag` first, in place of the file id (as published)."""
+# Up to this many source files, with_source looks a row's key and ETag up in literals, above with a broadcast join
+LITERAL_SOURCES = 8
+
+
+def with_source(df: DataFrame, files: SourceFiles, keys: list[str]) -> DataFrame:
+    """df with `_source_key` and `_source_etag` first, in place of the file id (as published). Every row's file
+    must be one of keys: another stops the job.
+
+    A few files' keys and ETags are literals chosen per row (a small batch's rows mostly come from one file): no
+    broadcast, whose job (planned, compiled and run on the driver) cost a small batch ~1 s. More files are joined
+    from a broadcast table."""
     rest = [c for c in df.columns if c != clean.FILE]
-    return df.join(F.broadcast(files), clean.FILE).select("_source_key", "_source_etag", *rest)
+    fid = F.col(clean.FILE)
+    missing = F.raise_error(F.concat(F.lit("a row's file id is not among its sources: "), fid.cast("string")))
+    if len(keys) <= LITERAL_SOURCES:
+        def pick(values: list) -> SparkColumn:
+            out = None
+            for k, v in zip(keys, values):
+                out = (F.when if out is None else out.when)(fid == files.ids[k], F.lit(v))
+            return missing if out is None else out.otherwise(missing)
+
+        key, etag = pick(keys), pick([files.etags[k] for k in keys])
+    else:
+        df = df.join(F.broadcast(files.frame(df.sparkSession, keys)), clean.FILE, "left")
+        key = F.when(F.col("_source_key").isNotNull(), F.col("_source_key")).otherwise(missing)
+        etag = F.when(F.col("_source_key").isNotNull(), F.col("_source_etag")).otherwise(missing)
+    return df.select(key.cast("string").alias("_source_key"), etag.cast("string").alias("_source_etag"), *rest)
 
 
 def merge_spans(spans: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:

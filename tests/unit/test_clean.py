@@ -1,6 +1,7 @@
 """Every cleaning rule on tiny DataFrames, with the expected values written out by hand."""
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -84,3 +85,31 @@ def test_malformed_row_is_quarantined(spark):
         "_corrupt_record", F.lit("2024-01-02,S1,K,1,1,0,extra"))
     out = clean.parse_rows(df, C).collect()[0]
     assert out["_reasons"][0] == "malformed_row"
+
+
+def test_row_fates_without_a_rollup_in_one_projection(spark):
+    rows_old = [("2024-01-02", "S1", "K", "5", "1", "0"), ("2024-01-02", "S1", "K", "5", "1", "0")]
+    old, new = 1, 0
+    df = raw_df(spark, rows_old, "2026-01-01 00:00:00", old).unionByName(
+        raw_df(spark, [("2024-01-02", "S1", "K", "9", "1", "0"), ("2024-01-03", "S1", "K", "1", "1", "0")],
+               "2026-01-02 00:00:00", new))
+    fates = clean.row_fates(clean.mark_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C), C)
+    assert sorted(tuple(r) for r in fates.collect()) == [(new, "out"), (new, "out"), (old, "duplicates_exact"),
+                                                         (old, "duplicates_key")]
+    unions = [x._jdf.queryExecution().optimizedPlan().toString().count("Union") for x in (df, fates)]
+    assert unions[1] == unions[0]  # no union of its own: one projection of the marked rows
+
+
+def test_row_fates_with_a_rollup_merge_within_the_period(spark):
+    sensors = load_contract(Path(clean.__file__).parents[1] / "contracts" / "sensor_readings.yaml")
+    cols = [c.raw_name for c in sensors.columns]
+    rows = [("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),
+            ("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),   # an exact repeat
+            ("2024-03-01T10:35:00Z", "a", "s1", "2", "80", "ok"),   # the same hour: merged into the 10:35 row
+            ("2024-03-01T11:00:00Z", "a", "s1", "3", "70", "ok")]
+    data = [(0, i, *r, None) for i, r in enumerate(rows)]
+    raw = spark.createDataFrame(data, "_file int, _row_id long, " + ", ".join(f"{c} string" for c in cols)
+                                + ", _corrupt_record string").withColumn("_source_lm", F.current_timestamp())
+    marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(raw, sensors)), sensors)
+    fates = sorted(r["fate"] for r in clean.row_fates(marked, sensors).collect())
+    assert fates == ["duplicates_exact", "merged", "out", "out"]

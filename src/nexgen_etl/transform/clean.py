@@ -195,6 +195,18 @@ def rollup_to_period(winners: DataFrame, contract: Contract) -> DataFrame:
     return df.groupBy(*key_cols, "_period").agg(*aggs)
 
 
+def row_fates(marked: DataFrame, contract: Contract) -> DataFrame:
+    """(FILE, fate) for every row of a marked frame (mark_duplicates): `duplicates_exact`, `duplicates_key`, or
+    for a winner `out` or `merged` as rollup_fates decides among all winners of its period. Without a roll-up,
+    one projection: every winner is `out`."""
+    dup = F.when(F.col("_exact_dup"), F.lit("duplicates_exact")).when(F.col("_key_dup"), F.lit("duplicates_key"))
+    if not needs_rollup(contract):
+        return marked.select(FILE, dup.otherwise(F.lit("out")).alias("fate"))
+    winners = marked.where(~F.col("_exact_dup") & ~F.col("_key_dup"))
+    return (marked.where(dup.isNotNull()).select(FILE, dup.alias("fate"))
+            .unionByName(rollup_fates(winners, contract).select(FILE, F.col("_fate").alias("fate"))))
+
+
 def rollup_fates(winners: DataFrame, contract: Contract) -> DataFrame:
     """Per winning row: `out` if it represents its period, else `merged` (rolled into the representative)."""
     df = winners.withColumn("_period", period_start(contract))
