@@ -56,3 +56,35 @@ if [ ! -f "$KERNEL" ] || [ "$(cat "$KERNEL.spark-version" 2>/dev/null)" != "$SPA
   echo "$SPARK_VERSION" > "$KERNEL.spark-version"
   echo "jars: built $KERNEL (Spark $SPARK_VERSION)"
 fi
+
+# unsigned/: copies of PySpark's signed jars (Janino's two: they compile Spark's generated code) without their
+# signature files, for a local driver's class path ahead of PySpark's own. The JVM keeps no class of a signed jar
+# in the class data sharing archive (nexgen_etl/cds.py), so Janino's ~570 classes were read, checked against
+# their signatures and verified at every start. Made once per jar (the archive's name follows their file times).
+"$PY" - "$PYSPARK_JARS" "$OUT/unsigned" <<'PYEOF'
+import re, sys, zipfile
+from pathlib import Path
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+signature = re.compile(r"META-INF/[^/]+\.(SF|RSA|DSA|EC)$", re.I)
+signed = []
+for jar in sorted(src.glob("*.jar")):
+    with zipfile.ZipFile(jar) as z:
+        if any(signature.match(n) for n in z.namelist()):
+            signed.append(jar)
+for jar in signed:
+    copy = out / jar.name
+    if copy.exists() and copy.stat().st_mtime >= jar.stat().st_mtime:
+        continue
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = copy.with_suffix(".tmp")
+    with zipfile.ZipFile(jar) as z, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as w:
+        for info in z.infolist():
+            if not signature.match(info.filename):
+                w.writestr(info, z.read(info))
+    tmp.replace(copy)
+    print(f"jars: unsigned copy of {jar.name} in {out}")
+for stale in out.glob("*.jar") if out.is_dir() else []:
+    if stale.name not in {j.name for j in signed}:
+        stale.unlink()
+PYEOF

@@ -83,10 +83,10 @@ def archive_options(settings: Settings, class_path: list[Path], env: dict[str, s
 def build(settings: Settings | None = None, force: bool = False) -> Path:
     """Run two small local batches (the second reads the first's output back, as every later batch does) and
     archive the classes the second one's driver loaded. Idempotent; the archive appears whole or not at all."""
-    from nexgen_etl.spark_submit import local_class_path, resolved_jars
+    from nexgen_etl.spark_submit import local_class_path
 
     settings = settings or Settings.from_env(spark_master="local[2]")
-    target = archive_path(settings.jars_dir, local_class_path(resolved_jars(settings)))
+    target = archive_path(settings.jars_dir, local_class_path(settings))
     if target.exists() and not force:
         log.info("cds: %s is there", target)
         return target

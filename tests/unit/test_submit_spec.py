@@ -9,7 +9,7 @@ import pytest
 from nexgen_etl.cds import archive_options, archive_path
 from nexgen_etl.settings import Settings
 from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, KERNEL_JAR, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
-                                     compiler_directives_options, input_bytes, local_class_path, resolved_jars,
+                                     UNSIGNED_DIR, compiler_directives_options, input_bytes, local_class_path,
                                      sized_conf, submit_spec)
 from nexgen_etl.storage import ObjectInfo
 
@@ -71,7 +71,9 @@ def test_gzip_counts_four_times_its_size():
 
 
 def jars_in(path):
-    for name in ("hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar", LOCAL_FS_JAR, KERNEL_JAR):
+    for name in ("hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar", LOCAL_FS_JAR, KERNEL_JAR,
+                 f"{UNSIGNED_DIR}/janino-3.1.9.jar", f"{UNSIGNED_DIR}/commons-compiler-3.1.9.jar"):
+        (path / name).parent.mkdir(exist_ok=True)
         (path / name).write_bytes(b"")
 
 
@@ -87,8 +89,10 @@ def test_submit_spec_puts_the_sizing_into_argv(monkeypatch, tmp_path):
 
 
 def class_path(tmp_path) -> str:
-    return ":".join(str(tmp_path / n) for n in (LOCAL_FS_JAR, "aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar",
-                                                 KERNEL_JAR))
+    """The local file system's jar first, then by name, Janino's unsigned copies among them."""
+    return ":".join(str(tmp_path / n) for n in (LOCAL_FS_JAR, "aws-java-sdk-bundle-1.12.262.jar",
+                                                 f"{UNSIGNED_DIR}/commons-compiler-3.1.9.jar", "hadoop-aws-3.3.4.jar",
+                                                 f"{UNSIGNED_DIR}/janino-3.1.9.jar", KERNEL_JAR))
 
 
 def test_local_masters_write_file_paths_without_chmod_processes(tmp_path):
@@ -129,7 +133,7 @@ def test_local_driver_maps_the_class_archive_once_setup_made_it(tmp_path):
     jars_in(tmp_path)
     settings = Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)
     assert "SharedArchiveFile" not in submit_spec(settings).conf["spark.driver.extraJavaOptions"]
-    jars = local_class_path(resolved_jars(settings))
+    jars = local_class_path(settings)
     archive = archive_path(tmp_path, jars)
     assert archive.parent == tmp_path / "cds"
     archive.parent.mkdir()
@@ -154,11 +158,11 @@ def test_local_driver_maps_the_class_archive_once_setup_made_it(tmp_path):
 
 def test_the_archive_name_follows_every_jar_on_the_class_path(tmp_path):
     jars_in(tmp_path)
-    jars = local_class_path(resolved_jars(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path)))
+    jars = local_class_path(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
     before = archive_path(tmp_path, jars)
     assert archive_path(tmp_path, jars) == before
     # the JVM refuses an archive whose class path jars changed size or time, or their order
-    for name in (LOCAL_FS_JAR, KERNEL_JAR, "aws-java-sdk-bundle-1.12.262.jar"):
+    for name in (LOCAL_FS_JAR, KERNEL_JAR, "aws-java-sdk-bundle-1.12.262.jar", f"{UNSIGNED_DIR}/janino-3.1.9.jar"):
         (tmp_path / name).write_bytes(b"rebuilt")
         assert archive_path(tmp_path, jars) != before
         before = archive_path(tmp_path, jars)
