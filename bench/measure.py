@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -30,7 +31,10 @@ class Sample:
 
 def run_measured(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
                  interval: float = 0.2, timeout: float = 3600) -> Sample:
-    """Run argv to completion, polling the RSS of its process tree; CPU from RUSAGE_CHILDREN deltas."""
+    """Run argv to completion, polling the RSS of its process tree; CPU from RUSAGE_CHILDREN deltas. What earlier
+    runs wrote is flushed to disk first: the kernel's write-back of it (a full run writes its whole output) would
+    otherwise take the cores during the next run."""
+    os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
