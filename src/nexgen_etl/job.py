@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from functools import reduce
 from datetime import date, timedelta
@@ -162,7 +162,7 @@ class BatchJob:
         spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
         return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
 
-    def write(self, df: DataFrame, dataset: str, files: "SourceFiles | None" = None, keys: list[str] = ()) -> None:
+    def write(self, df: DataFrame, dataset: str, files: "SourceFiles | None" = None, keys: Sequence[str] = ()) -> None:
         """df into the batch's staging folder, one file per partition value. files and keys: the source key and
         ETag to put in place of the file ids (with_source), after the shuffle (which they would only make larger)."""
         part = PARTITION_OF[dataset]
@@ -438,7 +438,7 @@ class SourceFiles:
 LITERAL_SOURCES = 8
 
 
-def with_source(df: DataFrame, files: SourceFiles, keys: list[str]) -> DataFrame:
+def with_source(df: DataFrame, files: SourceFiles, keys: Sequence[str]) -> DataFrame:
     """df with `_source_key` and `_source_etag` first, in place of the file id (as published). Every row's file
     must be one of keys: another stops the job.
 
