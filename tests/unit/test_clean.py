@@ -103,9 +103,9 @@ def test_row_fates_without_a_rollup_in_one_projection(spark):
 def test_row_fates_with_a_rollup_merge_within_the_period(spark):
     sensors = load_contract(Path(clean.__file__).parents[1] / "contracts" / "sensor_readings.yaml")
     cols = [c.raw_name for c in sensors.columns]
-    rows = [("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),
+    rows = [("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),   # merged into the hour's last row
             ("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),   # an exact repeat
-            ("2024-03-01T10:35:00Z", "a", "s1", "2", "80", "ok"),   # the same hour: merged into the 10:35 row
+            ("2024-03-01T10:35:00Z", "a", "s1", "2", "80", "ok"),   # the hour's last: out
             ("2024-03-01T11:00:00Z", "a", "s1", "3", "70", "ok")]
     data = [(0, i, *r, None) for i, r in enumerate(rows)]
     raw = spark.createDataFrame(data, "_file int, _row_id long, " + ", ".join(f"{c} string" for c in cols)
