@@ -458,7 +458,7 @@ def with_source(df: DataFrame, files: SourceFiles, keys: Sequence[str]) -> DataF
         key, etag = pick(keys), pick([files.etags[k] for k in keys])
     else:
         df = df.join(F.broadcast(files.frame(df.sparkSession, keys)), clean.FILE, "left")
-        key = F.when(F.col("_source_key").isNotNull(), F.col("_source_key")).otherwise(missing)
+        key = F.coalesce(F.col("_source_key"), missing)
         etag = F.when(F.col("_source_key").isNotNull(), F.col("_source_etag")).otherwise(missing)
     return df.select(key.cast("string").alias("_source_key"), etag.cast("string").alias("_source_etag"), *rest)
 

@@ -218,14 +218,15 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     memory are sized to it (sized_conf)."""
     local = settings.spark_master.startswith("local")
     sizing = sized_conf(batch_bytes)
-    jars = resolved_jars(settings)
+    jars: list[str] = []  # a local driver has them on its class path
     local_driver, java_opts = {}, sizing.java_opts
     if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.cds)
         class_path = local_class_path(settings)
         local_driver, java_opts = local_conf(class_path), java_opts + archive_options(settings, class_path)
-        jars = []  # on the driver's class path
         if sizing.large:
             java_opts = java_opts + compiler_directives_options()
+    else:
+        jars = resolved_jars(settings)
     conf = {
         "spark.app.name": app_name,
         "spark.sql.session.timeZone": "UTC",
