@@ -4,10 +4,14 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NEXGEN_HOME := $(CURDIR)
 
-.PHONY: setup demo airflow test test-unit test-integration jars lock requirements clean bench
+.PHONY: setup setup-test demo airflow test test-unit jars lock requirements clean bench
 
 setup:
 	@scripts/setup.sh
+
+# the tests also need Chromium and its driver (the browser test of the Airflow UI)
+setup-test:
+	@scripts/setup.sh --with-browser
 
 jars:
 	@scripts/resolve_jars.sh $(VENV)/bin/python
@@ -23,10 +27,10 @@ airflow: setup
 # single-threaded waits (JVM start, Spark planning, Airflow, S3 retries), so two run side by side on 2 cores
 TEST_WORKERS ?= 2
 
-test: setup
+test: setup-test
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-unit: setup
+test-unit: setup-test
 	$(VENV)/bin/pytest tests/unit tests/dags $(PYTEST_ARGS)
 
 # Benchmark (see bench/run.py): BENCH_STORES/BENCH_SKUS/BENCH_DAYS (default 50×200×730), BENCH_REPS (3),
