@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.discovery import discover_new_objects, listing_start_after
-from nexgen_etl.state import Watermark
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.core.discovery import discover_new_objects, listing_start_after
+from nexgen_etl.core.state import Watermark
 
 PER_DAY = 1000
 BODY = b"date,store_id,sku,units_sold,unit_price,promo\n"
@@ -74,8 +74,8 @@ def run(n: int = 100_000, threads: int = 32) -> dict:
 
     import boto3
 
-    from nexgen_etl.local_services import MotoServer
-    from nexgen_etl.storage import S3Store
+    from nexgen_etl.dev.local_services import MotoServer
+    from nexgen_etl.core.storage import S3Store
 
     with MotoServer() as moto:
         client = boto3.session.Session().client(

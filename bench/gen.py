@@ -1,6 +1,6 @@
 """Fast, vectorised benchmark data: the NexGen sales schema (contracts/nexgen_sales.yaml), one CSV per day.
 
-Same layout and the same kinds of dirt as nexgen_etl.sample (blank/negative target, bad date, whitespace and
+Same layout and the same kinds of dirt as nexgen_etl.dev.sample (blank/negative target, bad date, whitespace and
 case, a second date format, NA price, blank flag, exact and key duplicates), but every day is built with numpy
 array operations instead of a per-row loop, so 7.3M rows take seconds, not minutes. Deterministic per seed.
 """

@@ -34,13 +34,13 @@ sys.path.insert(0, str(HERE))
 from gen import BenchSpec, day_key, generate  # noqa: E402
 from measure import Sample, run_measured  # noqa: E402
 
-from nexgen_etl.contract import load_contract  # noqa: E402
-from nexgen_etl.job import RESULT_NAME  # noqa: E402
-from nexgen_etl.pipeline import Pipeline  # noqa: E402
-from nexgen_etl.settings import Settings  # noqa: E402
-from nexgen_etl.spark_submit import input_bytes, spark_submit_binary, submit_spec  # noqa: E402
-from nexgen_etl.state import FileStateStore  # noqa: E402
-from nexgen_etl.storage import LocalStore  # noqa: E402
+from nexgen_etl.core.contract import load_contract  # noqa: E402
+from nexgen_etl.spark.job import RESULT_NAME  # noqa: E402
+from nexgen_etl.run.pipeline import Pipeline  # noqa: E402
+from nexgen_etl.core.settings import Settings  # noqa: E402
+from nexgen_etl.spark.submit import input_bytes, spark_submit_binary, submit_spec  # noqa: E402
+from nexgen_etl.core.state import FileStateStore  # noqa: E402
+from nexgen_etl.core.storage import LocalStore  # noqa: E402
 
 PY = sys.executable
 BENCH_KEY = "AKIABENCH0000000001"  # moto accepts any credentials; these are not real
@@ -123,9 +123,9 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
 
 # -- the CLI end to end through moto ------------------------------------------------------------------------------
 def small_e2e(meta: dict, work: Path) -> tuple[Sample, dict]:
-    from nexgen_etl.local_services import MotoServer, create_buckets
-    from nexgen_etl.settings import AwsCredentials, S3Settings, Secret
-    from nexgen_etl.storage import S3Store, s3_client
+    from nexgen_etl.dev.local_services import MotoServer, create_buckets
+    from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
+    from nexgen_etl.core.storage import S3Store, s3_client
 
     work.mkdir(parents=True, exist_ok=True)
     with MotoServer(log_path=work / "moto.log") as moto:

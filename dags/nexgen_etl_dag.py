@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from nexgen_etl.airflow_support import NexgenSparkSubmitOperator
+from nexgen_etl.airflow.support import NexgenSparkSubmitOperator
 
 DEFAULT_ARGS = {
     "owner": "nexgen",
@@ -45,7 +45,7 @@ def nexgen_etl_pipeline():
     @task.short_circuit
     def discover_files(params: dict | None = None) -> dict | bool:
         """List the raw bucket; the objects above the watermark, or False (skip the rest) when nothing is new."""
-        from nexgen_etl.airflow_support import apply_operation, checked_pipeline
+        from nexgen_etl.airflow.support import apply_operation, checked_pipeline
 
         pipeline = checked_pipeline()
         if op := apply_operation(pipeline, params or {}):
@@ -61,8 +61,8 @@ def nexgen_etl_pipeline():
     @task
     def extract(discovered: dict) -> dict:
         """Validate and freeze the batch: the exact object versions it owns."""
-        from nexgen_etl.airflow_support import airflow_pipeline
-        from nexgen_etl.storage import ObjectInfo
+        from nexgen_etl.airflow.support import airflow_pipeline
+        from nexgen_etl.core.storage import ObjectInfo
 
         plan = airflow_pipeline().extract([ObjectInfo.from_dict(o) for o in discovered["objects"]],
                                           discovered["state_version"], discovered.get("timing"))
@@ -73,7 +73,7 @@ def nexgen_etl_pipeline():
     @task
     def load(batch: dict) -> dict:
         """Publish the staged output and the manifest (all at once, never twice); write the run report."""
-        from nexgen_etl.airflow_support import airflow_pipeline
+        from nexgen_etl.airflow.support import airflow_pipeline
 
         p = airflow_pipeline()
         manifest = p.load(p.read_plan(batch["batch_id"]))
@@ -82,7 +82,7 @@ def nexgen_etl_pipeline():
     @task
     def commit(batch: dict, loaded: dict) -> dict:
         """Advance the watermark Variable (compare-and-set), only after load succeeded; finalise the report."""
-        from nexgen_etl.airflow_support import airflow_pipeline
+        from nexgen_etl.airflow.support import airflow_pipeline
 
         p = airflow_pipeline()
         wm = p.commit(p.read_plan(batch["batch_id"]), loaded)

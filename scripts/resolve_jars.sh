@@ -59,7 +59,7 @@ fi
 
 # unsigned/: copies of PySpark's signed jars (Janino's two: they compile Spark's generated code) without their
 # signature files, for a local driver's class path ahead of PySpark's own. The JVM keeps no class of a signed jar
-# in the class data sharing archive (nexgen_etl/cds.py), so Janino's ~570 classes were read, checked against
+# in the class data sharing archive (nexgen_etl/spark/local/class_archive.py), so Janino's ~570 classes were read, checked against
 # their signatures and verified at every start. Made once per jar (the archive's name follows their file times).
 "$PY" - "$PYSPARK_JARS" "$OUT/unsigned" <<'PYEOF'
 import re, sys, zipfile

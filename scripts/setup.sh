@@ -3,7 +3,7 @@
 # and Maven; Chromium and its driver too with --with-browser, for the browser test), Python's side
 # (scripts/bootstrap.sh: a supported interpreter, the pinned uv, .venv from uv.lock), the S3A jars (jars/lib, via
 # Maven), and the driver JVM's class data sharing archive (jars/lib/cds: two small local batches once;
-# nexgen_etl/cds.py).
+# nexgen_etl/spark/local/class_archive.py).
 # Usage: scripts/setup.sh [--with-browser]   (PYTHON=/path/to/python3.11 picks the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +40,5 @@ fi
 
 scripts/bootstrap.sh
 scripts/resolve_jars.sh .venv/bin/python
-.venv/bin/python -m nexgen_etl.cds
+.venv/bin/python -m nexgen_etl.spark.local.class_archive
 echo "setup: ready (.venv, jars/lib, jars/lib/cds)"

@@ -137,9 +137,9 @@ def run_big_batch(workdir: Path, size_mb: float, driver_memory: str, endpoint: s
     import sys
     import uuid
 
-    from nexgen_etl.local_services import create_buckets
-    from nexgen_etl.settings import AwsCredentials, S3Settings, Secret
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.dev.local_services import create_buckets
+    from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
+    from nexgen_etl.core.storage import s3_client
 
     name = "sales/big/big.csv" + (".gz" if gz else "")
     path = workdir / name

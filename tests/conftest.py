@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from nexgen_etl.local_services import MotoServer, create_buckets
-from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.dev.local_services import MotoServer, create_buckets
+from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
 
 # A distinctive secret: leak tests search every output for it.
 TEST_ACCESS_KEY = "AKIANEXGENTEST0001"
@@ -24,7 +24,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 def spark():
     from pyspark.sql import SparkSession
 
-    from nexgen_etl.spark_submit import submit_spec
+    from nexgen_etl.spark.submit import submit_spec
 
     spec = submit_spec(Settings.from_env(spark_master="local[2]"))
     builder = SparkSession.builder.master("local[2]").appName("nexgen-tests")
@@ -61,7 +61,7 @@ def credentials() -> AwsCredentials:
 
 @pytest.fixture()
 def s3(moto_server, credentials):
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.core.storage import s3_client
 
     return s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
 

@@ -1,4 +1,4 @@
-"""spark-submit entry point for the NexGen ETL transform (all logic lives in nexgen_etl.job)."""
+"""spark-submit entry point for the NexGen ETL transform (all logic lives in nexgen_etl.spark.job)."""
 
 import sys
 from pathlib import Path
@@ -25,6 +25,6 @@ def prefer_installed_pyspark() -> None:
 if __name__ == "__main__":
     prefer_installed_pyspark()
 
-    from nexgen_etl.job import main
+    from nexgen_etl.spark.job import main
 
     sys.exit(main())

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from nexgen_etl.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.core.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret, Settings
 
 log = logging.getLogger("nexgen_etl")
 
@@ -40,8 +40,8 @@ def _credentials() -> AwsCredentials | None:
 
 
 def _state_store(settings: Settings, credentials):
-    from nexgen_etl.state import FileStateStore, ObjectStateStore
-    from nexgen_etl.storage import S3Store, s3_client
+    from nexgen_etl.core.state import FileStateStore, ObjectStateStore
+    from nexgen_etl.core.storage import S3Store, s3_client
 
     u = urlparse(settings.state_url)
     if u.scheme in {"s3", "s3a"}:
@@ -50,7 +50,7 @@ def _state_store(settings: Settings, credentials):
 
 
 def cmd_generate(args) -> int:
-    from nexgen_etl.sample import SampleSpec, generate
+    from nexgen_etl.dev.sample import SampleSpec, generate
 
     spec = SampleSpec(stores=args.stores, skus=args.skus, days=args.days, start=date.fromisoformat(args.start),
                       seed=args.seed, dirt=args.dirt, days_per_file=args.days_per_file, gzip=args.gzip)
@@ -59,9 +59,9 @@ def cmd_generate(args) -> int:
     print(f"wrote {len(files)} files, {total / 1e6:.1f} MB, under {args.out}")
     if args.upload:
         settings = _settings(args)
-        from nexgen_etl.storage import open_store, s3_client
+        from nexgen_etl.core.storage import open_store, s3_client
 
-        from nexgen_etl.progress import Progress
+        from nexgen_etl.core.progress import Progress
 
         store = open_store(args.upload, lambda: s3_client(settings.s3, _credentials()))
         progress = Progress(log, f"upload to {store.url}: files", total=len(files))
@@ -74,9 +74,9 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from nexgen_etl.pipeline import build_pipeline
+    from nexgen_etl.run.pipeline import build_pipeline
 
-    from nexgen_etl.preflight import boto3_credential_source, preflight
+    from nexgen_etl.run.preflight import boto3_credential_source, preflight
 
     settings = _settings(args)
     creds = _credentials()
@@ -93,8 +93,9 @@ def cmd_run(args) -> int:
 
 def cmd_step(args) -> int:
     """Single steps, for the include/scripts shims and for operators who want to drive a batch by hand."""
-    from nexgen_etl.pipeline import build_pipeline
-    from nexgen_etl.publish import read_manifest
+    from nexgen_etl.run.pipeline import build_pipeline
+    from nexgen_etl.core.publish import read_manifest
+    from nexgen_etl.core.results import Manifest
 
     settings = _settings(args)
     creds = _credentials()
@@ -115,9 +116,9 @@ def cmd_step(args) -> int:
         p.transform(plan, creds)
     elif args.step == "load":
         m = p.load(plan)
-        print(json.dumps({"batch_id": plan.batch_id, "publish": m["publish"], "totals": m.get("totals")}))
+        print(json.dumps({"batch_id": plan.batch_id, "publish": m.publish, "totals": m.totals}))
     else:
-        wm = p.commit(plan, read_manifest(p.out, plan.batch_id) or {})
+        wm = p.commit(plan, read_manifest(p.out, plan.batch_id) or Manifest(plan.batch_id))
         print(json.dumps({"batch_id": plan.batch_id, "state_version": wm.version}))
     return 0
 
@@ -126,7 +127,7 @@ def cmd_state(args) -> int:
     """Show or change the watermark state; each change leaves a consistent state (see docs/operations.md)."""
     from datetime import datetime
 
-    from nexgen_etl.pipeline import build_pipeline
+    from nexgen_etl.run.pipeline import build_pipeline
 
     settings = _settings(args)
     creds = _credentials()
@@ -151,8 +152,8 @@ def cmd_state(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from nexgen_etl.publish import read_catalog
-    from nexgen_etl.storage import open_store, s3_client
+    from nexgen_etl.core.publish import read_catalog
+    from nexgen_etl.core.storage import open_store, s3_client
 
     settings = _settings(args)
     creds = _credentials()
@@ -174,9 +175,10 @@ def cmd_status(args) -> int:
 
 def cmd_report(args) -> int:
     """Print a batch's run report (or write its HTML locally); rebuilt from the manifest when none was stored."""
-    from nexgen_etl import report as run_report
-    from nexgen_etl.publish import read_catalog
-    from nexgen_etl.storage import open_store, s3_client
+    from nexgen_etl.core import report as run_report
+    from nexgen_etl.core.layout import report_key
+    from nexgen_etl.core.publish import read_catalog
+    from nexgen_etl.core.storage import open_store, s3_client
 
     settings = _settings(args)
     creds = _credentials()
@@ -188,7 +190,7 @@ def cmd_report(args) -> int:
             raise SystemExit(f"report: no published batch in {out.url}")
         batch_id = batches[-1]
     rep = run_report.read_report(out, batch_id)
-    location = f"{out.url}{run_report.report_key(batch_id, 'html')}"
+    location = f"{out.url}{report_key(batch_id, 'html')}"
     if rep is None:
         log.warning("report: none stored for batch %s; building it from the manifest", batch_id)
         rep = run_report.collect_report(out, batch_id, "rebuilt")
@@ -205,20 +207,20 @@ def cmd_report(args) -> int:
 
 def _console_progress() -> bool:
     """Spark's console progress bar only for a person at a terminal (never in task logs or pipes)."""
-    from nexgen_etl.progress import interactive
+    from nexgen_etl.core.progress import interactive
 
     return interactive()
 
 
 def cmd_demo(args) -> int:
-    from nexgen_etl.demo import run_demo
+    from nexgen_etl.dev.demo import run_demo
 
     return run_demo(airflow=not args.no_airflow, keep=args.keep, days=args.days)
 
 
 def cmd_airflow(args) -> int:
-    from nexgen_etl.airflow_local import DEFAULT_HOME, LocalAirflow, LocalAirflowConfig
-    from nexgen_etl.sample import SampleSpec
+    from nexgen_etl.dev.airflow_local import DEFAULT_HOME, LocalAirflow, LocalAirflowConfig
+    from nexgen_etl.dev.sample import SampleSpec
 
     sample = SampleSpec(stores=args.stores, skus=args.skus, days=args.days) if args.days > 0 else None
     config = LocalAirflowConfig(home=Path(args.home) if args.home else DEFAULT_HOME, port=args.port, sample=sample,

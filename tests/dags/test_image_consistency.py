@@ -274,7 +274,7 @@ def test_airflow_settings_define_the_connections_the_dag_uses():
 
 
 def test_airflow_settings_variables_are_the_optional_ones_with_the_code_defaults():
-    from nexgen_etl.settings import Settings
+    from nexgen_etl.core.settings import Settings
 
     variables = {v["variable_name"]: v["variable_value"] for v in airflow_settings()["airflow"].get("variables") or []}
     assert "nexgen_etl_state" not in variables, "the watermark Variable is written only by the DAG"

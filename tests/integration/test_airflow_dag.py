@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nexgen_etl.local_services import airflow_env, create_buckets
-from nexgen_etl.publish import read_catalog
-from nexgen_etl.sample import SampleSpec, generate
-from nexgen_etl.storage import S3Store
+from nexgen_etl.dev.local_services import airflow_env, create_buckets
+from nexgen_etl.core.publish import read_catalog
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.core.storage import S3Store
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -56,8 +56,8 @@ def airflow_sampled(env, *args, timeout=900):
 
 @pytest.fixture(scope="module")
 def dag_runs(tmp_path_factory, moto_server, credentials):
-    from nexgen_etl.settings import S3Settings
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.core.settings import S3Settings
+    from nexgen_etl.core.storage import s3_client
 
     s3 = s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
     create_buckets(s3)  # the DAG's default buckets, on this test's own moto server
@@ -116,7 +116,7 @@ def test_failed_load_is_retried_by_airflow_and_publishes_once(dag_runs):
 def test_run_report_is_written_and_linked_from_the_task_log(dag_runs):
     """The load task writes the report after publishing, commit finalises it; timings come from every task
     (discover's through XCom, transform's from the Spark operator)."""
-    from nexgen_etl.report import STEPS, read_report, report_key
+    from nexgen_etl.core.report import STEPS, read_report, report_key
 
     store = S3Store("nexgen-loading-data", "", dag_runs["s3"])
     batch = read_catalog(store).batches[0]
@@ -219,7 +219,7 @@ def test_airflow_secret_masker_knows_the_secret(dag_runs):
     conn["extra"]["aws_session_token"] = "nexgen-Session-Token-5a1e"
     env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(conn)
     probe = ("from airflow.sdk.log import redact\n"
-             "from nexgen_etl.airflow_support import credentials_from_connection\n"
+             "from nexgen_etl.airflow.support import credentials_from_connection\n"
              "c = credentials_from_connection('aws_default')\n"
              "line = f'connection: key={c.secret_access_key.reveal()} token={c.session_token.reveal()}'\n"
              "print(redact(line))\n")
@@ -236,8 +236,8 @@ def test_spark_ui_environment_page_shows_no_secret(dag_runs, tmp_path):
     import time
     import urllib.request
 
-    from nexgen_etl.local_services import free_port
-    from nexgen_etl.spark_submit import pyspark_home
+    from nexgen_etl.dev.local_services import free_port
+    from nexgen_etl.spark.submit import pyspark_home
 
     port = free_port()
     opts = (f"-Dspark.history.fs.logDirectory={(dag_runs['home'] / 'spark-events').as_uri()} "

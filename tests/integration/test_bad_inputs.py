@@ -12,9 +12,9 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.local_services import create_buckets
-from nexgen_etl.publish import read_catalog
-from nexgen_etl.storage import S3Store
+from nexgen_etl.dev.local_services import create_buckets
+from nexgen_etl.core.publish import read_catalog
+from nexgen_etl.core.storage import S3Store
 from tests.integration.test_exactly_once import make_pipeline, run_until_empty
 
 H = "date,store_id,sku,units_sold,unit_price,promo"
@@ -92,8 +92,8 @@ CASES: dict[str, tuple[str, bytes, dict]] = {
 
 @pytest.fixture(scope="module")
 def batch(s3a_spark, moto_server, credentials, tmp_path_factory):
-    from nexgen_etl.settings import S3Settings
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.core.settings import S3Settings
+    from nexgen_etl.core.storage import s3_client
 
     s3 = s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
     raw, out = f"bad-raw-{uuid.uuid4().hex[:6]}", f"bad-out-{uuid.uuid4().hex[:6]}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nexgen_etl.local_services import MotoServer, create_buckets, free_port
+from nexgen_etl.dev.local_services import MotoServer, create_buckets, free_port
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
 from tests.faultproxy import FaultProxy, FaultRule
 
@@ -121,10 +121,10 @@ def test_expired_session_token(expiring_proxy, aws_env, tmp_path, buckets):
 def test_credentials_refused_in_the_middle_of_a_run(expiring_proxy, tmp_path, buckets):
     """A session token that expires after the preflight: the next S3 call of the run (here discover's listing)
     fails with the same one line naming the credential source, instead of a bare botocore ClientError."""
-    from nexgen_etl.pipeline import build_pipeline
-    from nexgen_etl.preflight import SetupError
-    from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
-    from nexgen_etl.state import FileStateStore
+    from nexgen_etl.run.pipeline import build_pipeline
+    from nexgen_etl.run.preflight import SetupError
+    from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
+    from nexgen_etl.core.state import FileStateStore
 
     raw, out = buckets
     settings = Settings(raw_url=f"s3://{raw}/", output_url=f"s3://{out}/",
@@ -166,8 +166,8 @@ def test_bad_airflow_connections_each_give_one_line_naming_the_connection(expiri
     env.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
                 "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
                 "NEXGEN_RAW_URL": "s3://raw-strict/", "NEXGEN_OUTPUT_URL": "s3://out-strict/"})
-    code = ("from nexgen_etl.airflow_support import checked_pipeline\n"
-            "from nexgen_etl.preflight import SetupError\n"
+    code = ("from nexgen_etl.airflow.support import checked_pipeline\n"
+            "from nexgen_etl.run.preflight import SetupError\n"
             f"for conn in {list(conns)!r}:\n"
             "    try:\n"
             "        checked_pipeline(conn)\n"
@@ -206,7 +206,7 @@ def test_missing_jars(aws_env, tmp_path, buckets):
 
 def test_missing_airflow_connection(tmp_path):
     """The DAG's tasks name the missing connection instead of silently using other credentials."""
-    probe = ("from nexgen_etl.airflow_support import credentials_from_connection\n"
+    probe = ("from nexgen_etl.airflow.support import credentials_from_connection\n"
              "credentials_from_connection('aws_default')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
     env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

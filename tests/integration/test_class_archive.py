@@ -1,4 +1,4 @@
-"""The local driver JVM maps its classes from the class data sharing archive that setup made (nexgen_etl.cds)."""
+"""The local driver JVM maps its classes from the class data sharing archive that setup made (nexgen_etl.spark.local.class_archive)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import dataclasses
 import os
 import subprocess
 
-from nexgen_etl.cds import archive_path
-from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import local_class_path, spark_submit_binary, submit_spec
+from nexgen_etl.spark.local.class_archive import archive_path
+from nexgen_etl.core.settings import Settings
+from nexgen_etl.spark.submit import local_class_path, spark_submit_binary, submit_spec
 
 APP = """
 import sys
@@ -27,7 +27,7 @@ spark.stop()
 def test_local_submit_loads_spark_from_the_archive(tmp_path):
     settings = Settings.from_env(spark_master="local[2]")
     archive = archive_path(settings.jars_dir, local_class_path(settings))
-    assert archive.exists(), f"no class archive at {archive}: setup makes it (python -m nexgen_etl.cds)"
+    assert archive.exists(), f"no class archive at {archive}: setup makes it (python -m nexgen_etl.spark.local.class_archive)"
     spec = submit_spec(settings, batch_bytes=100)
     opts = spec.conf["spark.driver.extraJavaOptions"]
     assert f"-XX:SharedArchiveFile={archive}" in opts.split()

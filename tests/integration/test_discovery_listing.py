@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.discovery import discover_new_objects, listing_start_after
-from nexgen_etl.state import Watermark
-from nexgen_etl.storage import S3Store
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.core.discovery import discover_new_objects, listing_start_after
+from nexgen_etl.core.state import Watermark
+from nexgen_etl.core.storage import S3Store
 
 PAGE = 20  # small pages, so that a hundred-odd keys take several list calls
 PER_DAY = 30
@@ -38,8 +38,8 @@ def listed(moto_server, credentials):
     """Days 20..24 (30 keys each) processed; then a late file in day 24 and a new day 25 arrive."""
     import uuid
 
-    from nexgen_etl.settings import S3Settings
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.core.settings import S3Settings
+    from nexgen_etl.core.storage import s3_client
 
     s3 = s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
     raw = f"raw-{uuid.uuid4().hex[:8]}"

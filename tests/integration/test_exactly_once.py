@@ -14,16 +14,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.faults import POINTS, InjectedFault
-from nexgen_etl.job import BatchJob
-from nexgen_etl.local_services import create_buckets
-from nexgen_etl.pipeline import Pipeline
-from nexgen_etl.publish import read_catalog
-from nexgen_etl.sample import SampleSpec, generate
-from nexgen_etl.settings import Settings
-from nexgen_etl.state import FileStateStore, LeaseHeldError
-from nexgen_etl.storage import LocalStore, S3Store
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.core.faults import POINTS, InjectedFault
+from nexgen_etl.spark.job import BatchJob
+from nexgen_etl.dev.local_services import create_buckets
+from nexgen_etl.run.pipeline import Pipeline
+from nexgen_etl.core.publish import read_catalog
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.core.settings import Settings
+from nexgen_etl.core.state import FileStateStore, LeaseHeldError
+from nexgen_etl.core.storage import LocalStore, S3Store
 
 KEYS = ["store_id", "sku", "date"]
 
@@ -84,8 +84,8 @@ def copy_bucket(s3, src, dst):
 @pytest.fixture(scope="module")
 def world(s3a_spark, moto_server, credentials, tmp_path_factory):
     """Raw files in two drops; a clean reference run; a snapshot of output + state after the first drop."""
-    from nexgen_etl.settings import S3Settings
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.core.settings import S3Settings
+    from nexgen_etl.core.storage import s3_client
 
     s3 = s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
     tmp = tmp_path_factory.mktemp("eo")

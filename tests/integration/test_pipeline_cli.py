@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.sample import SampleSpec, generate
-from nexgen_etl.storage import S3Store
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.core.storage import S3Store
 from tests import reference
 
 CLI = str(Path(sys.executable).parent / "nexgen-etl")
@@ -40,7 +40,7 @@ def upload(s3, bucket, folder: Path):
 
 
 def published(s3, bucket) -> pd.DataFrame:
-    from nexgen_etl.publish import read_catalog
+    from nexgen_etl.core.publish import read_catalog
 
     store = S3Store(bucket, "", s3)
     cat = read_catalog(store)
@@ -54,9 +54,9 @@ def scenario(tmp_path_factory, moto_server, credentials):
     then one full run of all files into a second output bucket."""
     import uuid
 
-    from nexgen_etl.local_services import create_buckets
-    from nexgen_etl.settings import S3Settings
-    from nexgen_etl.storage import s3_client
+    from nexgen_etl.dev.local_services import create_buckets
+    from nexgen_etl.core.settings import S3Settings
+    from nexgen_etl.core.storage import s3_client
 
     s3 = s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
     sfx = uuid.uuid4().hex[:6]
@@ -97,9 +97,9 @@ def test_incremental_output_equals_full_recompute(scenario):
 
 
 def test_published_schemas_name_every_column_and_the_partition_as_a_string(scenario):
-    from nexgen_etl.contract import load_contract
-    from nexgen_etl.publish import read_catalog
-    from nexgen_etl.transform.features import output_columns
+    from nexgen_etl.core.contract import load_contract
+    from nexgen_etl.core.publish import read_catalog
+    from nexgen_etl.spark.transform.features import output_columns
 
     store = S3Store(scenario["inc"], "", scenario["s3"])
     feats = json.loads(store.get_bytes("features/_schema.json"))

@@ -12,14 +12,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.local_services import create_buckets
-from nexgen_etl.pipeline import Pipeline
-from nexgen_etl.publish import read_catalog
-from nexgen_etl.sample import SampleSpec, generate
-from nexgen_etl.settings import S3Settings, Settings
-from nexgen_etl.state import FileStateStore
-from nexgen_etl.storage import S3Store, s3_client
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.dev.local_services import create_buckets
+from nexgen_etl.run.pipeline import Pipeline
+from nexgen_etl.core.publish import read_catalog
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.core.settings import S3Settings, Settings
+from nexgen_etl.core.state import FileStateStore
+from nexgen_etl.core.storage import S3Store, s3_client
 from tests.faultproxy import FaultProxy, FaultRule
 from tests.integration.test_exactly_once import run_until_empty, spark_transform
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from nexgen_etl.airflow_local import session_processes, settings_variables, standalone_env, stop_session
+from nexgen_etl.dev.airflow_local import session_processes, settings_variables, standalone_env, stop_session
 
 # a leader that exits on SIGINT (Python's default KeyboardInterrupt) after starting a child that stays or goes
 ORPHAN = "import subprocess, signal, sys; subprocess.Popen(['sleep', '60']); signal.pause()"
@@ -60,7 +60,7 @@ def test_standalone_env_points_tasks_at_its_own_port_and_reads_the_settings_vari
 def test_a_port_in_use_is_refused_at_once_with_the_way_out():
     import socket
 
-    from nexgen_etl.airflow_local import LocalAirflow, LocalAirflowConfig
+    from nexgen_etl.dev.airflow_local import LocalAirflow, LocalAirflowConfig
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

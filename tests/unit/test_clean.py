@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.transform import clean
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.spark.transform import clean
 
 C = load_contract()
 RAW_COLS = ["date", "store_id", "sku", "units_sold", "unit_price", "promo"]

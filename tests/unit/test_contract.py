@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from nexgen_etl.contract import DEFAULT_CONTRACT, ContractError, contract_from_dict, load_contract, parse_contract
+from nexgen_etl.core.contract import DEFAULT_CONTRACT, ContractError, contract_from_dict, load_contract, parse_contract
 
 
 def base() -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-from nexgen_etl.spark_submit import transform_script
+from nexgen_etl.spark.submit import transform_script
 
 
 def entry():

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from nexgen_etl.contract import DEFAULT_CONTRACT, parse_contract
-from nexgen_etl.transform import features
+from nexgen_etl.core.contract import DEFAULT_CONTRACT, parse_contract
+from nexgen_etl.spark.transform import features
 
 
 def contract(**feat):
@@ -146,7 +146,7 @@ def test_fill_only_inside_the_frame_spans(spark):
 
 
 def test_merge_spans():
-    from nexgen_etl.job import merge_spans
+    from nexgen_etl.spark.job import merge_spans
 
     s = [(D(2024, 1, 10), D(2024, 1, 12)), (D(2024, 1, 1), D(2024, 1, 3)), (D(2024, 1, 4), D(2024, 1, 4)),
          (D(2024, 1, 11), D(2024, 1, 20)), (D(2024, 2, 1), D(2024, 2, 1))]

@@ -2,8 +2,8 @@ import gzip
 
 import pytest
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.headers import inspect_header
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.core.headers import inspect_header
 
 C = load_contract()
 
@@ -32,7 +32,7 @@ def test_inspect_header(data, key, header, reason):
 
 
 def test_verify_gzip_accepts_sound_and_rejects_truncated_or_corrupt():
-    from nexgen_etl.headers import verify_gzip
+    from nexgen_etl.core.headers import verify_gzip
 
     data = gzip.compress(b"date,store_id,sku,units_sold\n" + b"2024-01-01,S1,K1,3\n" * 50000)
     chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]

@@ -4,7 +4,7 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
-from nexgen_etl.transform.local import local_frame
+from nexgen_etl.spark.frames import local_frame
 
 UTC = dt.timezone.utc
 

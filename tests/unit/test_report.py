@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nexgen_etl.pipeline import relay_spark_output
-from nexgen_etl.progress import Progress
-from nexgen_etl.report import build_report, render_html, render_text, svg_bar_chart
+from nexgen_etl.run.pipeline import relay_spark_output
+from nexgen_etl.core.progress import Progress
+from nexgen_etl.core.report import build_report, render_html, render_text, svg_bar_chart
 
 A, B, C = "sales/a.csv", "sales/<b>&.csv", "sales/c.csv"
 MANIFEST = {

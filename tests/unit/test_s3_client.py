@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nexgen_etl.settings import AwsCredentials, S3Settings, Secret
-from nexgen_etl.storage import s3_client
+from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
+from nexgen_etl.core.storage import s3_client
 
 S3 = S3Settings(endpoint_url="http://127.0.0.1:9", path_style=True)
 

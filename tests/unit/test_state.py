@@ -2,10 +2,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from nexgen_etl.contract import load_contract
-from nexgen_etl.discovery import BatchPlan, batch_id_for, discover_new_objects
-from nexgen_etl.state import FileStateStore, StaleStateError, Watermark
-from nexgen_etl.storage import ObjectInfo
+from nexgen_etl.core.contract import load_contract
+from nexgen_etl.core.discovery import BatchPlan, batch_id_for, discover_new_objects
+from nexgen_etl.core.state import FileStateStore, StaleStateError, Watermark
+from nexgen_etl.core.storage import ObjectInfo
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -80,7 +80,7 @@ def test_batch_id_is_deterministic_and_content_sensitive():
 def test_listing_start_after_is_the_oldest_tracked_folder_and_only_when_the_contract_says_so():
     import dataclasses
 
-    from nexgen_etl.discovery import listing_start_after
+    from nexgen_etl.core.discovery import listing_start_after
 
     plain = load_contract()
     ordered = dataclasses.replace(plain, source=dataclasses.replace(plain.source, keys_ordered_by_date=True))

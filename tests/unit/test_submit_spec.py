@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from nexgen_etl.cds import archive_options, archive_path
-from nexgen_etl.settings import Settings
-from nexgen_etl.spark_submit import (COMPILER_DIRECTIVES, KERNEL_JAR, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
+from nexgen_etl.spark.local.class_archive import archive_options, archive_path
+from nexgen_etl.core.settings import Settings
+from nexgen_etl.spark.submit import (COMPILER_DIRECTIVES, KERNEL_JAR, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
                                      UNSIGNED_DIR, compiler_directives_options, input_bytes, local_class_path,
                                      sized_conf, submit_spec)
-from nexgen_etl.storage import ObjectInfo
+from nexgen_etl.core.storage import ObjectInfo
 
 MB = 1024 * 1024
 QUICK = "-XX:TieredStopAtLevel=1"
@@ -187,7 +187,7 @@ def test_the_installed_jvm_takes_the_compiler_directives():
     """A file the JVM cannot parse would stop every large batch's driver at start: the JDK reads it here."""
     import subprocess
 
-    from nexgen_etl.cds import java_home
+    from nexgen_etl.spark.local.class_archive import java_home
 
     home = java_home()
     assert home is not None, "no Java: setup installs JDK 17"

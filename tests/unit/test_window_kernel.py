@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from nexgen_etl.contract import DEFAULT_CONTRACT, load_contract, parse_contract
-from nexgen_etl.transform import features
+from nexgen_etl.core.contract import DEFAULT_CONTRACT, load_contract, parse_contract
+from nexgen_etl.spark.transform import features
 
 SALES = load_contract()
 SENSORS = load_contract(DEFAULT_CONTRACT.parent / "sensor_readings.yaml")

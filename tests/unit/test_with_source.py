@@ -6,8 +6,8 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from nexgen_etl import job
-from nexgen_etl.transform import clean
+from nexgen_etl.spark import job
+from nexgen_etl.spark.transform import clean
 
 
 def files_and_rows(spark, n_files):

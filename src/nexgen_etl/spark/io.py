@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 from pyspark.sql import DataFrame, SparkSession
 
-from nexgen_etl.contract import Contract
-from nexgen_etl.transform.clean import CORRUPT, raw_schema_ddl
+from nexgen_etl.core.contract import Contract
+from nexgen_etl.spark.transform.clean import CORRUPT, raw_schema_ddl
 
 
 class HadoopFS:

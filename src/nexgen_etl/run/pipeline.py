@@ -19,28 +19,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from nexgen_etl import report as run_report
-from nexgen_etl.contract import Contract, load_contract
-from nexgen_etl.discovery import BatchPlan, Discovery, discover_new_objects, listing_start_after
-from nexgen_etl.headers import HEAD_BYTES, inspect_header, verify_gzip
-from nexgen_etl.publish import publish_batch
-from nexgen_etl.settings import AwsCredentials, Settings
-from nexgen_etl.spark_submit import input_bytes, spark_submit_binary, submit_spec
-from nexgen_etl.faults import maybe_fail
-from nexgen_etl.progress import Progress
-from nexgen_etl.state import LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
-from nexgen_etl.storage import ObjectInfo, ObjectStore, open_store, s3_client
+from nexgen_etl.core import report as run_report
+from nexgen_etl.core.contract import Contract, load_contract
+from nexgen_etl.core.discovery import BatchPlan, Discovery, discover_new_objects, listing_start_after
+from nexgen_etl.core.layout import plan_key
+from nexgen_etl.core.results import Manifest
+from nexgen_etl.core.headers import HEAD_BYTES, inspect_header, verify_gzip
+from nexgen_etl.core.publish import publish_batch
+from nexgen_etl.core.settings import AwsCredentials, Settings
+from nexgen_etl.spark.submit import input_bytes, spark_submit_binary, submit_spec
+from nexgen_etl.core.faults import maybe_fail
+from nexgen_etl.core.progress import Progress
+from nexgen_etl.core.state import LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
+from nexgen_etl.core.storage import ObjectInfo, ObjectStore, open_store, s3_client, spark_uri
 
 log = logging.getLogger("nexgen_etl")
-PLAN_PREFIX = "_plans/"
 
 
 class BatchChangedError(RuntimeError):
     """An object of the batch changed or vanished between discovery and extract."""
-
-
-def plan_key(batch_id: str) -> str:
-    return f"{PLAN_PREFIX}{batch_id}.json"
 
 
 @dataclass
@@ -147,9 +144,7 @@ class Pipeline:
         return plan
 
     def plan_uri(self, batch_id: str) -> str:
-        from nexgen_etl.job import output_uri
-
-        return output_uri(self.out.url, plan_key(batch_id))
+        return spark_uri(self.out.url, plan_key(batch_id))
 
     def read_plan(self, batch_id: str) -> BatchPlan:
         return BatchPlan.from_json(self.out.get_bytes(plan_key(batch_id)).decode())
@@ -179,17 +174,17 @@ class Pipeline:
         log.info("transform: done in %.1fs", time.monotonic() - t0)
 
     # -- load -------------------------------------------------------------------------------------------------
-    def load(self, plan: BatchPlan) -> dict:
+    def load(self, plan: BatchPlan) -> Manifest:
         """Publish the batch, then write its run report (after the commit point; see docs/operations.md)."""
         with self.timed_step(plan.batch_id, "load"):
             self.check_lease()
             manifest = publish_batch(self.out, plan)
-            log.info("load: batch %s %s: %s", plan.batch_id, manifest.get("publish"), manifest.get("totals"))
+            log.info("load: batch %s %s: %s", plan.batch_id, manifest.publish, manifest.totals)
         self.write_report(plan.batch_id, "load")
         return manifest
 
     # -- commit -----------------------------------------------------------------------------------------------
-    def commit(self, plan: BatchPlan, manifest: dict) -> Watermark:
+    def commit(self, plan: BatchPlan, manifest: Manifest) -> Watermark:
         """Advance the watermark past the batch (and drop the lease), with compare-and-set; idempotent. The run
         report is finalised afterwards with the commit's timing."""
         started, t0 = datetime.now(timezone.utc), time.monotonic()
@@ -205,7 +200,7 @@ class Pipeline:
             raise StaleStateError(f"batch {plan.batch_id} was planned on state v{plan.base_state_version}, "
                                   f"state is now v{wm.version}")
         summary = {"batch_id": plan.batch_id, "files": len(plan.objects),
-                   "committed_at": datetime.now(timezone.utc).isoformat(), **manifest.get("totals", {})}
+                   "committed_at": datetime.now(timezone.utc).isoformat(), **manifest.totals}
         new = wm.advance(plan.objects, summary)
         maybe_fail("commit.before_write")
         self.state.compare_and_set(wm.revision, new)
@@ -277,7 +272,7 @@ class Pipeline:
                 log.warning("could not release the lease after a failure: %s", exc)
             raise
         return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
-                "totals": manifest.get("totals")}
+                "totals": manifest.totals}
 
     # -- operations -------------------------------------------------------------------------------------------
     def apply_operation(self, op: str, to_batch: str | None = None, key: str | None = None,
@@ -312,7 +307,7 @@ class Pipeline:
 
     def rebuild_from_manifests(self, upto: str | None = None, op: str = "rebuild") -> Watermark:
         """The watermark as the published batches imply it (catalog order), e.g. after the Variable was lost."""
-        from nexgen_etl.publish import read_catalog, read_manifest
+        from nexgen_etl.core.publish import read_catalog, read_manifest
 
         cat = read_catalog(self.out)
         if upto is not None and upto not in cat.batches:
@@ -322,7 +317,7 @@ class Pipeline:
             m = read_manifest(self.out, batch_id)
             if m is None:
                 raise FileNotFoundError(f"manifest of batch {batch_id} is missing in {self.out.url}")
-            folded = folded.advance([ObjectInfo.from_dict(o) for o in m["inputs"]], {"batch_id": batch_id})
+            folded = folded.advance([ObjectInfo.from_dict(o) for o in m.inputs], {"batch_id": batch_id})
             if batch_id == upto:
                 break
         note = {"_note": {"to_batch": upto}} if upto else {}
@@ -392,7 +387,7 @@ def relay_spark_output(stream, console=None, keep: int = 40) -> list[str]:
 def build_pipeline(settings: Settings, state: StateStore, credentials: AwsCredentials | None = None,
                    contract: Contract | None = None, credential_source: str | None = None) -> Pipeline:
     """With `credential_source`, S3 refusing the credentials mid-run fails with one line naming that source."""
-    from nexgen_etl.preflight import name_credential_errors
+    from nexgen_etl.run.preflight import name_credential_errors
 
     def factory():
         client = s3_client(settings.s3, credentials)

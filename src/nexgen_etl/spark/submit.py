@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nexgen_etl.cds import archive_options
-from nexgen_etl.settings import PROJECT_ROOT, Settings
+from nexgen_etl.spark.local.class_archive import archive_options
+from nexgen_etl.core.settings import PROJECT_ROOT, Settings
 
 ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
 # Spark's default (secret|password|token|access[.]key) plus the environment-variable spellings (ACCESS_KEY_ID)
@@ -35,7 +35,7 @@ def transform_script() -> str:
     script = PROJECT_ROOT / "include" / "scripts" / "transform.py"
     if script.exists():
         return str(script)
-    from nexgen_etl import job
+    from nexgen_etl.spark import job
 
     return job.__file__
 
@@ -119,7 +119,7 @@ UNSIGNED_DIR = "unsigned"
 
 def unsigned_jars(jars_dir: Path) -> list[str]:
     """resolve_jars.sh's copies of PySpark's signed jars (Janino's) without their signatures. On a driver's class
-    path they come before PySpark's own, so that the class archive (nexgen_etl.cds) can hold their classes: JDK 17
+    path they come before PySpark's own, so that the class archive (nexgen_etl.spark.local.class_archive) can hold their classes: JDK 17
     archives no class from a signed jar."""
     folder = Path(jars_dir) / UNSIGNED_DIR
     return sorted(str(p) for p in folder.glob("*.jar")) if folder.is_dir() else []
@@ -167,7 +167,7 @@ LARGE_BATCH_BYTES = 1024 * 1024 * 1024
 # 152.9 -> 148.0 s median, 278 -> 261 CPU s, 1483 -> 1316 MB peak; the full bench set (7.4M rows, 3
 # repetitions) 253.5 -> 213.4 s (docs/performance.md, session 8)
 LARGE_BATCH_JAVA_OPTS = ["-XX:+UseParallelGC"]
-COMPILER_DIRECTIVES = Path(__file__).parent / "jvm" / "compiler-directives.json"
+COMPILER_DIRECTIVES = Path(__file__).parent / "local" / "jvm" / "compiler-directives.json"
 
 
 def compiler_directives_options() -> list[str]:
@@ -220,7 +220,7 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     sizing = sized_conf(batch_bytes)
     jars: list[str] = []  # a local driver has them on its class path
     local_driver, java_opts = {}, sizing.java_opts
-    if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.cds)
+    if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.spark.local.class_archive)
         class_path = local_class_path(settings)
         local_driver, java_opts = local_conf(class_path), java_opts + archive_options(settings, class_path)
         if sizing.large:

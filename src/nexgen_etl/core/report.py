@@ -12,25 +12,13 @@ import io
 import json
 from datetime import datetime, timezone
 
-from nexgen_etl.catalog import Catalog
-from nexgen_etl.storage import ObjectStore
+from nexgen_etl.core.catalog import Catalog
+from nexgen_etl.core.layout import plan_key, report_key, step_key, steps_dir
+from nexgen_etl.core.results import COUNTS, Manifest
+from nexgen_etl.core.storage import ObjectStore
 
-REPORT_PREFIX = "_reports/"
 STEPS = ("discover", "extract", "transform", "load", "commit")
 HISTORY_PERIODS = 60  # feature partitions before the batch's first period shown in the target chart
-COUNTS = ("rows_read", "rows_out", "rows_quarantined", "duplicates_exact", "duplicates_key", "rows_merged")
-
-
-def report_dir(batch_id: str) -> str:
-    return f"{REPORT_PREFIX}{batch_id}/"
-
-
-def report_key(batch_id: str, ext: str) -> str:
-    return f"{report_dir(batch_id)}report.{ext}"
-
-
-def step_key(batch_id: str, step: str) -> str:
-    return f"{report_dir(batch_id)}steps/{step}.json"
 
 
 # -- step timings (I/O) -----------------------------------------------------------------------------------------
@@ -46,7 +34,7 @@ def record_step(store: ObjectStore, batch_id: str, record: dict) -> None:
 def read_steps(store: ObjectStore, batch_id: str) -> list[dict]:
     """The recorded steps of a batch, in pipeline order."""
     found = {}
-    for obj in store.list(f"{report_dir(batch_id)}steps/"):
+    for obj in store.list(steps_dir(batch_id)):
         rec = json.loads(store.get_bytes(obj.key))
         found[rec["step"]] = rec
     return [found[s] for s in STEPS if s in found]
@@ -79,17 +67,17 @@ def target_series(store: ObjectStore, catalog: Catalog, target: str, batch_perio
 
 
 # -- the report (pure) ------------------------------------------------------------------------------------------
-def build_report(manifest: dict, steps: list[dict], series: list[dict], target: str, stage: str,
+def build_report(manifest: Manifest, steps: list[dict], series: list[dict], target: str, stage: str,
                  state_version: int | None = None, generated_at: str | None = None) -> dict:
     """The report's numbers from a manifest, the recorded step timings and the target series."""
-    sizes = {o["key"]: o.get("size", 0) for o in manifest.get("inputs", [])}
+    sizes = {o["key"]: o.get("size", 0) for o in manifest.inputs}
     files, reasons = [], {}
-    for key in sorted(manifest.get("accounting", {})):
-        acc = manifest["accounting"][key]
-        rejected = acc.get("file_rejected")
-        row = {"key": key, "size": sizes.get(key, 0), **{c: int(acc.get(c, 0)) for c in COUNTS},
-               "duplicates": int(acc.get("duplicates_exact", 0)) + int(acc.get("duplicates_key", 0)),
-               "quarantine_reasons": dict(sorted(acc.get("quarantine_reasons", {}).items())),
+    for key in sorted(manifest.accounting):
+        acc = manifest.accounting[key]
+        rejected = acc.file_rejected
+        row = {"key": key, "size": sizes.get(key, 0), **{c: int(getattr(acc, c)) for c in COUNTS},
+               "duplicates": int(acc.duplicates_exact) + int(acc.duplicates_key),
+               "quarantine_reasons": dict(sorted(acc.quarantine_reasons.items())),
                "file_rejected": rejected.get("reason") if isinstance(rejected, dict) else rejected}
         files.append(row)
         for reason, n in row["quarantine_reasons"].items():
@@ -99,20 +87,20 @@ def build_report(manifest: dict, steps: list[dict], series: list[dict], target: 
     totals = {c: sum(f[c] for f in files) for c in COUNTS}
     totals.update(duplicates=totals["duplicates_exact"] + totals["duplicates_key"], files_in=len(files),
                   files_rejected=sum(1 for f in files if f["file_rejected"]), bytes_in=sum(f["size"] for f in files))
-    outputs = manifest.get("outputs", {})
+    outputs = manifest.outputs
     batch_periods = sorted(p for p, fs in outputs.get("clean", {}).items() if fs)
     in_batch = set(batch_periods)
     return {
         "schema": 1,
-        "batch_id": manifest["batch_id"],
-        "contract": manifest.get("contract"),
+        "batch_id": manifest.batch_id,
+        "contract": manifest.contract,
         "stage": stage,
         "generated_at": generated_at or datetime.now(timezone.utc).isoformat(),
-        "published_at": manifest.get("published_at"),
-        "catalog_version": manifest.get("catalog_version"),
+        "published_at": manifest.published_at,
+        "catalog_version": manifest.catalog_version,
         "state_version": state_version,
-        "code_version": manifest.get("code_version"),
-        "spark_version": manifest.get("spark_version"),
+        "code_version": manifest.code_version,
+        "spark_version": manifest.spark_version,
         "totals": totals,
         "quarantine_reasons": dict(sorted(reasons.items())),
         "files": files,
@@ -121,7 +109,7 @@ def build_report(manifest: dict, steps: list[dict], series: list[dict], target: 
                     for ds, parts in sorted(outputs.items())},
         "batch_periods": batch_periods,
         "steps": steps,
-        "transform_timings": manifest.get("timings", {}),
+        "transform_timings": manifest.timings,
         "target": {"column": target, "series": [{**p, "in_batch": p["period"] in in_batch} for p in series]},
     }
 
@@ -287,8 +275,7 @@ def render_html(report: dict) -> str:
 # -- I/O: collect, write, read ----------------------------------------------------------------------------------
 def collect_report(store: ObjectStore, batch_id: str, stage: str, state_version: int | None = None) -> dict:
     """Build the report of a published batch from its manifest, plan, step records and the published features."""
-    from nexgen_etl.pipeline import plan_key
-    from nexgen_etl.publish import read_catalog, read_manifest
+    from nexgen_etl.core.publish import read_catalog, read_manifest
 
     manifest = read_manifest(store, batch_id)
     if manifest is None:
@@ -296,7 +283,7 @@ def collect_report(store: ObjectStore, batch_id: str, stage: str, state_version:
     target = "target"
     if store.head(plan_key(batch_id)):
         target = json.loads(store.get_bytes(plan_key(batch_id)))["contract"]["target"]
-    periods = sorted(p for p, fs in manifest.get("outputs", {}).get("clean", {}).items() if fs)
+    periods = sorted(p for p, fs in manifest.outputs.get("clean", {}).items() if fs)
     series = target_series(store, read_catalog(store), target, periods)
     return build_report(manifest, read_steps(store, batch_id), series, target, stage, state_version)
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
-CATALOG_KEY = "_catalog.json"
-MANIFEST_PREFIX = "_manifests/"
-STAGING_PREFIX = "_staging/"
-DATASETS = ("features", "clean", "quarantine")
-PARTITION_OF = {"features": "period_date", "clean": "period_date", "quarantine": "source_id"}
+from nexgen_etl.core.layout import DATASETS
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,3 @@ class Catalog:
         datasets = {ds: d.get("datasets", {}).get(ds, {}) for ds in DATASETS}
         return cls(version=int(d["version"]), datasets=datasets, sources=d.get("sources", {}),
                    batches=tuple(d.get("batches", ())), schemas=d.get("schemas", {}))
-
-
-def partition_dir(dataset: str, value: str) -> str:
-    return f"{dataset}/{PARTITION_OF[dataset]}={value}/"

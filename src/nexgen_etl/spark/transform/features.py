@@ -14,8 +14,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
-from nexgen_etl.contract import Contract
-from nexgen_etl.transform.local import local_frame
+from nexgen_etl.core.contract import Contract
+from nexgen_etl.spark.frames import local_frame
 
 PERIOD = "_period"
 T = "_t"

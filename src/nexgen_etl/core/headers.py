@@ -6,7 +6,7 @@ import csv
 import io
 import zlib
 
-from nexgen_etl.contract import Contract
+from nexgen_etl.core.contract import Contract
 
 HEAD_BYTES = 64 * 1024
 

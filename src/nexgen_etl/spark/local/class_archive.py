@@ -1,4 +1,4 @@
-"""A class data sharing archive for the driver JVM of local runs (`python -m nexgen_etl.cds`, run by setup).
+"""A class data sharing archive for the driver JVM of local runs (`python -m nexgen_etl.spark.local.class_archive`, run by setup).
 
 A Spark driver loads some 18,000-23,000 classes (Spark, Hadoop, Parquet, Jackson, Scala) from about 250 jars, and
 parses and verifies each of them at every start. JDK 17 can keep them in an archive file instead, mapped into
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nexgen_etl.settings import Settings
+from nexgen_etl.core.settings import Settings
 
 log = logging.getLogger("nexgen_etl")
 
@@ -42,7 +42,7 @@ def java_home() -> Path | None:
 def fingerprint(class_path: list[Path]) -> str:
     """What the archive depends on: the JVM build, PySpark's jars (its path: the class path is absolute) and the
     jars on the driver's class path, in order (the JVM checks each jar's size and modification time)."""
-    from nexgen_etl.spark_submit import pyspark_home
+    from nexgen_etl.spark.submit import pyspark_home
 
     home = java_home()
     release = home / "release" if home else None
@@ -83,7 +83,7 @@ def archive_options(settings: Settings, class_path: list[Path], env: dict[str, s
 def build(settings: Settings | None = None, force: bool = False) -> Path:
     """Run two small local batches (the second reads the first's output back, as every later batch does) and
     archive the classes the second one's driver loaded. Idempotent; the archive appears whole or not at all."""
-    from nexgen_etl.spark_submit import local_class_path
+    from nexgen_etl.spark.submit import local_class_path
 
     settings = settings or Settings.from_env(spark_master="local[2]")
     target = archive_path(settings.jars_dir, local_class_path(settings))
@@ -115,10 +115,10 @@ def _train(settings: Settings, work: Path, archive: Path) -> None:
     the demo) when moto is installed, else to a local folder: with S3, their drivers load S3A's classes and the
     AWS SDK's too (some 2,000 more; a 100k-row batch through S3, 4 interleaved rounds: 20.7 -> 19.4 s median).
     The second batch's driver writes the archive."""
-    from nexgen_etl.demo import DEMO_KEY, DEMO_SECRET  # moto accepts any credentials: the demo's
-    from nexgen_etl.local_services import MotoServer, create_buckets, venv_bin
-    from nexgen_etl.settings import AwsCredentials, S3Settings, Secret
-    from nexgen_etl.storage import LocalStore, S3Store, s3_client
+    from nexgen_etl.dev.demo import DEMO_KEY, DEMO_SECRET  # moto accepts any credentials: the demo's
+    from nexgen_etl.dev.local_services import MotoServer, create_buckets, venv_bin
+    from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
+    from nexgen_etl.core.storage import LocalStore, S3Store, s3_client
 
     if not Path(venv_bin("moto_server")).exists():  # e.g. the production image, without the dev dependencies
         out = work / "out"
@@ -136,11 +136,11 @@ def _train(settings: Settings, work: Path, archive: Path) -> None:
 def _train_batches(settings: Settings, work: Path, archive: Path, output_url: str, out_store, credentials,
                    s3) -> None:
     """The two batches (_train): out_store() opens output_url; credentials go to spark-submit's environment."""
-    from nexgen_etl.contract import load_contract
-    from nexgen_etl.pipeline import Pipeline
-    from nexgen_etl.sample import SampleSpec, generate
-    from nexgen_etl.state import FileStateStore
-    from nexgen_etl.storage import LocalStore
+    from nexgen_etl.core.contract import load_contract
+    from nexgen_etl.run.pipeline import Pipeline
+    from nexgen_etl.dev.sample import SampleSpec, generate
+    from nexgen_etl.core.state import FileStateStore
+    from nexgen_etl.core.storage import LocalStore
 
     sample, raw = work / "sample", work / "raw"
     files = generate(sample, SampleSpec(stores=3, skus=10, days=10, seed=11))
@@ -164,7 +164,7 @@ def _train_batches(settings: Settings, work: Path, archive: Path, output_url: st
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m nexgen_etl.cds", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m nexgen_etl.spark.local.class_archive", description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="make the archive again even when it is there")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the training batches' steps are noise here

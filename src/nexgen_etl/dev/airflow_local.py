@@ -24,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from nexgen_etl.local_services import MotoServer, airflow_env, create_buckets, free_port, venv_bin
-from nexgen_etl.sample import SampleSpec, generate
-from nexgen_etl.settings import PROJECT_ROOT
+from nexgen_etl.dev.local_services import MotoServer, airflow_env, create_buckets, free_port, venv_bin
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.core.settings import PROJECT_ROOT
 
 DEFAULT_HOME = PROJECT_ROOT / ".nexgen" / "airflow"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # SimpleAuthManager's default name in AIRFLOW_HOME
@@ -156,7 +156,7 @@ def read_password(home: Path, username: str = USERNAME) -> str | None:
 
 def upload_sample(client, spec: SampleSpec) -> int:
     """Generate the sample in a scratch folder and upload it to the raw bucket (the demo's upload)."""
-    from nexgen_etl.demo import _upload
+    from nexgen_etl.dev.demo import _upload
 
     with tempfile.TemporaryDirectory(prefix="nexgen-sample-") as tmp:
         generate(tmp, spec)
@@ -191,9 +191,9 @@ class LocalAirflow:
         return home
 
     def start(self) -> None:
-        from nexgen_etl.settings import AwsCredentials, S3Settings, Secret
-        from nexgen_etl.storage import s3_client
-        from nexgen_etl.demo import DEMO_KEY, DEMO_SECRET
+        from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
+        from nexgen_etl.core.storage import s3_client
+        from nexgen_etl.dev.demo import DEMO_KEY, DEMO_SECRET
 
         _check_port_free(self.port)
         home = self._fresh_home()

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from nexgen_etl.contract import Contract
-from nexgen_etl.state import Watermark
-from nexgen_etl.storage import ObjectInfo
+from nexgen_etl.core.contract import Contract
+from nexgen_etl.core.state import Watermark
+from nexgen_etl.core.storage import ObjectInfo
 
 
 @dataclass(frozen=True)

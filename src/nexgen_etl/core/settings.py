@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROJECT_ROOT = Path(os.environ.get("NEXGEN_HOME") or Path(__file__).resolve().parents[2])
+PROJECT_ROOT = Path(os.environ.get("NEXGEN_HOME") or Path(__file__).resolve().parents[3])
 
 
 class Secret(str):

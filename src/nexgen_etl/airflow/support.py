@@ -9,9 +9,9 @@ import dataclasses
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from nexgen_etl.preflight import SetupError
-from nexgen_etl.settings import AwsCredentials, S3Settings, Secret, Settings
-from nexgen_etl.state import StaleStateError, Watermark
+from nexgen_etl.run.preflight import SetupError
+from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.core.state import StaleStateError, Watermark
 
 STATE_VARIABLE = "nexgen_etl_state"
 AWS_CONN_ID = "aws_default"
@@ -107,10 +107,10 @@ AIRFLOW_OWNER = "airflow:nexgen_etl_pipeline"  # one owner for all runs: max_act
 
 
 def airflow_pipeline(conn_id: str = AWS_CONN_ID):
-    from nexgen_etl.contract import load_contract
-    from nexgen_etl.pipeline import Pipeline
-    from nexgen_etl.preflight import name_credential_errors
-    from nexgen_etl.storage import open_store
+    from nexgen_etl.core.contract import load_contract
+    from nexgen_etl.run.pipeline import Pipeline
+    from nexgen_etl.run.preflight import name_credential_errors
+    from nexgen_etl.core.storage import open_store
 
     settings = settings_from_airflow(conn_id)
 
@@ -127,7 +127,7 @@ def airflow_pipeline(conn_id: str = AWS_CONN_ID):
 def checked_pipeline(conn_id: str = AWS_CONN_ID):
     """The pipeline after the preflight checks: a missing, wrong or expired key of the connection fails the first
     task with one line naming the connection."""
-    from nexgen_etl.preflight import preflight
+    from nexgen_etl.run.preflight import preflight
 
     pipeline = airflow_pipeline(conn_id)
     preflight(pipeline.settings, credentials_from_connection(conn_id), source=f"Airflow connection {conn_id!r}")
@@ -162,7 +162,7 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
         self.extract_task_id = extract_task_id
 
     def execute(self, context):
-        from nexgen_etl.spark_submit import input_bytes, submit_spec
+        from nexgen_etl.spark.submit import input_bytes, submit_spec
 
         batch = context["ti"].xcom_pull(task_ids=self.extract_task_id)
         pipeline = airflow_pipeline(self.aws_conn_id)

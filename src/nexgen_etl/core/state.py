@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from nexgen_etl.storage import ObjectInfo
+from nexgen_etl.core.storage import ObjectInfo
 
 STATE_SCHEMA = 1
 DEFAULT_BAND_SECONDS = 3600

@@ -15,10 +15,10 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from nexgen_etl.local_services import LOADING_BUCKET, RAW_BUCKET, MotoServer, airflow_env, create_buckets, venv_bin
-from nexgen_etl.sample import SampleSpec, generate
-from nexgen_etl.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret
-from nexgen_etl.storage import S3Store, s3_client
+from nexgen_etl.dev.local_services import LOADING_BUCKET, RAW_BUCKET, MotoServer, airflow_env, create_buckets, venv_bin
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.core.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret
+from nexgen_etl.core.storage import S3Store, s3_client
 
 DEMO_KEY = "demo-access-key"
 DEMO_SECRET = "demo-secret-key-not-a-real-one"
@@ -27,7 +27,7 @@ DEMO_SECRET = "demo-secret-key-not-a-real-one"
 def _upload(client, folder: Path) -> int:
     import logging
 
-    from nexgen_etl.progress import Progress
+    from nexgen_etl.core.progress import Progress
 
     store = S3Store(RAW_BUCKET, "", client)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -112,8 +112,10 @@ def _show_output(client, work: Path) -> None:
 
     import pyarrow.parquet as pq
 
-    from nexgen_etl import report as run_report
-    from nexgen_etl.publish import read_catalog, read_manifest
+    from nexgen_etl.core import report as run_report
+    from nexgen_etl.core.layout import report_key
+    from nexgen_etl.core.publish import read_catalog, read_manifest
+    from nexgen_etl.core.results import Manifest
 
     out = S3Store(LOADING_BUCKET, "", client)
     cat = read_catalog(out)
@@ -122,9 +124,9 @@ def _show_output(client, work: Path) -> None:
     print(f"\npublished: s3://{LOADING_BUCKET}/features/ — {len(cat.partitions('features'))} daily partitions, "
           f"{rows} feature rows, catalog v{cat.version}, {len(cat.batches)} batches")
     for b in cat.batches:
-        m = read_manifest(out, b) or {}
-        print(f"  batch {b}: {len(m.get('inputs', []))} files, totals {m.get('totals')}")
-        print(f"    report: {out.url}{run_report.report_key(b, 'html')}")
+        m = read_manifest(out, b) or Manifest(b)
+        print(f"  batch {b}: {len(m.inputs)} files, totals {m.totals}")
+        print(f"    report: {out.url}{report_key(b, 'html')}")
     last = run_report.read_report(out, cat.batches[-1])
     if last is not None:
         page = work / "report-latest.html"

@@ -1,7 +1,7 @@
 """The spark-submit entry: read a frozen batch plan, clean and build features, write the batch's staging output.
 
 Reads and writes through Hadoop paths (s3a:// or file://) only; credentials come from the process environment.
-Publishing the staged output is the `load` step's job (nexgen_etl.publish), not this one's.
+Publishing the staged output is the `load` step's job (nexgen_etl.core.publish), not this one's.
 """
 
 from __future__ import annotations
@@ -21,33 +21,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from nexgen_etl.catalog import CATALOG_KEY, PARTITION_OF, STAGING_PREFIX, Catalog
-from nexgen_etl.contract import Contract, contract_from_dict
-from nexgen_etl.discovery import BatchPlan
-from nexgen_etl.faults import maybe_fail
-from nexgen_etl.sparkio import HadoopFS, read_csv_group
-from nexgen_etl.transform import clean, features
-from nexgen_etl.transform.features import PARTITION_COLUMN
-from nexgen_etl.transform.local import TIMESTAMP_FORMAT, local_frame
+from nexgen_etl.core.catalog import Catalog
+from nexgen_etl.core.layout import CATALOG_KEY, PARTITION_OF, RESULT_NAME, STAGING_PREFIX
+from nexgen_etl.core.contract import Contract, contract_from_dict
+from nexgen_etl.core.discovery import BatchPlan
+from nexgen_etl.core.faults import maybe_fail
+from nexgen_etl.core.storage import spark_uri
+from nexgen_etl.spark.io import HadoopFS, read_csv_group
+from nexgen_etl.spark.transform import clean, features
+from nexgen_etl.spark.transform.features import PARTITION_COLUMN
+from nexgen_etl.spark.frames import TIMESTAMP_FORMAT, local_frame
 
-RESULT_NAME = "_result.json"
 # The two large caches (the parsed rows, the marked frame) go to local disk uncompressed (DISK_ONLY with
 # spark.sql.inMemoryColumnarStorage.compressed off): the in-memory columnar compression chose an encoding value by
 # value (7 % of a large batch's samples), and uncompressed they do not fit a 1g heap. The OS's page cache holds them.
 CACHE = StorageLevel.DISK_ONLY
-
-
-def output_uri(output_url: str, key: str) -> str:
-    """Spark URI of a key under the output location (s3:// → s3a://, local path → file://)."""
-    from nexgen_etl.storage import open_store
-
-    if output_url.startswith(("s3://", "s3a://")):
-        return "s3a://" + output_url.split("://", 1)[1].rstrip("/") + "/" + key
-    return open_store(output_url).spark_uri(key)
-
-
-def raw_uri(raw_url: str, key: str) -> str:
-    return output_uri(raw_url, key)
 
 
 def lookback_days(contract: Contract) -> int:
@@ -68,7 +56,7 @@ class BatchJob:
         spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
 
     def uri(self, key: str) -> str:
-        return output_uri(self.plan.output_url, key)
+        return spark_uri(self.plan.output_url, key)
 
     def _timed(self, name: str, t0: float) -> float:
         now = time.monotonic()
@@ -86,7 +74,7 @@ class BatchJob:
                 groups.setdefault(tuple(self.plan.headers[obj.key]), []).append(obj)
         frames = []
         for header, members in groups.items():
-            uris = [raw_uri(self.plan.raw_url, o.key) for o in members]
+            uris = [spark_uri(self.plan.raw_url, o.key) for o in members]
             df = read_csv_group(self.spark, uris, c, list(header))
             for name in expected:
                 if name not in df.columns:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from nexgen_etl.settings import PROJECT_ROOT
+from nexgen_etl.core.settings import PROJECT_ROOT
 
 RAW_BUCKET = "nexgen-raw-data"
 LOADING_BUCKET = "nexgen-loading-data"

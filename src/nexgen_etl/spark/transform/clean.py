@@ -10,7 +10,7 @@ from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from nexgen_etl.contract import Column, Contract
+from nexgen_etl.core.contract import Column, Contract
 
 # a row's source: its file as a small int (numbered in the order of the files' keys, so that it sorts as the key
 # does; the job maps it back to the key and ETag where they are written), the file's LastModified, its row id

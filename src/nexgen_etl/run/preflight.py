@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-from nexgen_etl.settings import AwsCredentials, Settings
+from nexgen_etl.core.settings import AwsCredentials, Settings
 
 
 class SetupError(RuntimeError):
@@ -29,7 +29,7 @@ def check_java() -> str:
 
 
 def check_jars(settings: Settings) -> list[str]:
-    from nexgen_etl.spark_submit import resolved_jars
+    from nexgen_etl.spark.submit import resolved_jars
 
     try:
         return resolved_jars(settings)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-from nexgen_etl.settings import AwsCredentials, S3Settings
+from nexgen_etl.core.settings import AwsCredentials, S3Settings
 
 
 @dataclass(frozen=True, order=True)
@@ -242,3 +242,10 @@ def open_store(url: str, client_factory=None) -> ObjectStore:
     if parsed.scheme:
         raise ValueError(f"{url}: unsupported scheme {parsed.scheme!r} (use s3:// or a local path)")
     return LocalStore(url)
+
+
+def spark_uri(url: str, key: str) -> str:
+    """The Hadoop URI of a key under a location, as Spark reads it (s3:// → s3a://, a local path → file://)."""
+    if url.startswith(("s3://", "s3a://")):
+        return "s3a://" + url.split("://", 1)[1].rstrip("/") + "/" + key
+    return LocalStore(url).spark_uri(key)

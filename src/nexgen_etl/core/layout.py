@@ -1,0 +1,74 @@
+"""The loading bucket's layout: every key the pipeline writes there, named in one place.
+
+```
+features/period_date=…/part-<batch>-NNNNN.snappy.parquet   clean/period_date=…/…   quarantine/source_id=…/…
+<dataset>/_schema.json             the published Spark schema of a dataset
+_catalog.json                      the live file list of every partition (the commit point)
+_plans/<batch>.json                the frozen batch plan (extract)
+_staging/<batch>/<dataset>/…       the transform's output, before publication
+_staging/<batch>/_result.json      the transform's StagedResult
+_manifests/<batch>.json            the published batch's Manifest
+_reports/<batch>/report.{json,html}, _reports/<batch>/steps/<step>.json
+```
+"""
+
+from __future__ import annotations
+
+DATASETS = ("features", "clean", "quarantine")
+PARTITION_OF = {"features": "period_date", "clean": "period_date", "quarantine": "source_id"}
+
+CATALOG_KEY = "_catalog.json"
+PLAN_PREFIX = "_plans/"
+STAGING_PREFIX = "_staging/"
+RESULT_NAME = "_result.json"
+MANIFEST_PREFIX = "_manifests/"
+REPORT_PREFIX = "_reports/"
+
+
+def partition_dir(dataset: str, value: str) -> str:
+    return f"{dataset}/{PARTITION_OF[dataset]}={value}/"
+
+
+def published_file(dataset: str, value: str, batch_id: str, index: int) -> str:
+    """The final name of a batch's index-th file in a partition: deterministic, so a retried publish rewrites it."""
+    return f"{partition_dir(dataset, value)}part-{batch_id}-{index:05d}.snappy.parquet"
+
+
+def schema_key(dataset: str) -> str:
+    return f"{dataset}/_schema.json"
+
+
+def plan_key(batch_id: str) -> str:
+    return f"{PLAN_PREFIX}{batch_id}.json"
+
+
+def staging_dir(batch_id: str) -> str:
+    return f"{STAGING_PREFIX}{batch_id}/"
+
+
+def staged_dataset_dir(batch_id: str, dataset: str) -> str:
+    return f"{staging_dir(batch_id)}{dataset}/"
+
+
+def result_key(batch_id: str) -> str:
+    return f"{staging_dir(batch_id)}{RESULT_NAME}"
+
+
+def manifest_key(batch_id: str) -> str:
+    return f"{MANIFEST_PREFIX}{batch_id}.json"
+
+
+def report_dir(batch_id: str) -> str:
+    return f"{REPORT_PREFIX}{batch_id}/"
+
+
+def report_key(batch_id: str, ext: str) -> str:
+    return f"{report_dir(batch_id)}report.{ext}"
+
+
+def steps_dir(batch_id: str) -> str:
+    return f"{report_dir(batch_id)}steps/"
+
+
+def step_key(batch_id: str, step: str) -> str:
+    return f"{steps_dir(batch_id)}{step}.json"
