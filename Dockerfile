@@ -49,4 +49,4 @@ RUN bash scripts/resolve_jars.sh "$(command -v python)" \
 # data, once, at build time; a local-master transform then maps most of its ~23,000 classes instead of loading
 # them from the jars. moto is a development dependency, not in this image: the batches publish to a local folder
 # here, so S3A's and the AWS SDK's classes (~2,000) are read from their jars at run time.
-RUN python -m nexgen_etl.spark.local.class_archive
+RUN python -m nexgen_etl.dev.class_archive

@@ -38,12 +38,15 @@ test-unit: setup-test
 bench: setup
 	$(VENV)/bin/python -u bench/run.py
 
-lock:
-	uv lock --python 3.11
+# the uv that setup installed (scripts/bootstrap.sh), else one on PATH
+UV = $(firstword $(wildcard .nexgen/tools/uv-*/bin/uv) uv)
+
+lock: setup
+	$(UV) lock --python 3.11
 	$(MAKE) requirements
 
 requirements:
-	uv export --frozen --no-hashes --no-emit-project --no-dev --format requirements-txt > requirements.txt
+	$(UV) export --frozen --no-hashes --no-emit-project --no-dev --format requirements-txt > requirements.txt
 
 clean:
 	rm -rf .nexgen test-artifacts .pytest_cache

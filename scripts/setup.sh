@@ -40,5 +40,5 @@ fi
 
 scripts/bootstrap.sh
 scripts/resolve_jars.sh .venv/bin/python
-.venv/bin/python -m nexgen_etl.spark.local.class_archive
+.venv/bin/python -m nexgen_etl.dev.class_archive
 echo "setup: ready (.venv, jars/lib, jars/lib/cds)"

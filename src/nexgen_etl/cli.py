@@ -135,6 +135,8 @@ def cmd_state(args) -> int:
     if args.op == "show":
         print(store.read().to_json())
         return 0
+    if args.force and args.op not in ("reset", "rebuild"):
+        raise SystemExit("state: --force goes with reset or rebuild only")
     if args.op == "unlock":
         cur = store.read()
         wm = cur.without_lease((cur.lease or {}).get("owner", ""))
@@ -144,8 +146,11 @@ def cmd_state(args) -> int:
         if args.op == "rewind" and not args.to:
             raise SystemExit("state rewind: --to BATCH is required")
         since = datetime.fromisoformat(args.since) if args.since else None
-        wm = build_pipeline(settings, store, creds).apply_operation(args.op, to_batch=args.to, key=args.key,
-                                                                    prefix=args.prefix, since=since)
+        pipeline = build_pipeline(settings, store, creds)
+        if args.force:
+            wm = pipeline.operations.repair(args.op)
+        else:
+            wm = pipeline.apply_operation(args.op, to_batch=args.to, key=args.key, prefix=args.prefix, since=since)
     mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
     print(f"state {args.op}: version {wm.version}, watermark {mark}, {len(wm.reprocess)} keys to reprocess")
     return 0
@@ -270,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     so = sub.add_parser("state", help="show | reset | rewind --to BATCH | reprocess | rebuild | unlock the state")
     so.add_argument("op", choices=["show", "reset", "rewind", "reprocess", "rebuild", "unlock"])
     so.add_argument("--to", help="rewind: the batch id to go back to (state right after it committed)")
+    so.add_argument("--force", action="store_true",
+                    help="reset | rebuild: write the new state without reading the old one (repairs an unreadable "
+                         "state; stop running pipelines first)")
     so.add_argument("--key", help="reprocess: one raw key")
     so.add_argument("--prefix", help="reprocess: every raw key under this prefix")
     so.add_argument("--since", help="reprocess: every raw object with LastModified at or after this ISO time")

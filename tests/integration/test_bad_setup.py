@@ -166,7 +166,7 @@ def test_bad_airflow_connections_each_give_one_line_naming_the_connection(expiri
     env.update({"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
                 "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
                 "NEXGEN_RAW_URL": "s3://raw-strict/", "NEXGEN_OUTPUT_URL": "s3://out-strict/"})
-    code = ("from nexgen_etl.airflow.support import checked_pipeline\n"
+    code = ("from nexgen_etl.airflow.tasks import checked_pipeline\n"
             "from nexgen_etl.run.preflight import SetupError\n"
             f"for conn in {list(conns)!r}:\n"
             "    try:\n"
@@ -206,7 +206,7 @@ def test_missing_jars(aws_env, tmp_path, buckets):
 
 def test_missing_airflow_connection(tmp_path):
     """The DAG's tasks name the missing connection instead of silently using other credentials."""
-    probe = ("from nexgen_etl.airflow.support import credentials_from_connection\n"
+    probe = ("from nexgen_etl.airflow.connections import credentials_from_connection\n"
              "credentials_from_connection('aws_default')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
     env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

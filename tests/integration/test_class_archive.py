@@ -8,7 +8,9 @@ import subprocess
 
 from nexgen_etl.spark.local.class_archive import archive_path
 from nexgen_etl.core.settings import Settings
-from nexgen_etl.spark.submit import local_class_path, spark_submit_binary, submit_spec
+from nexgen_etl.spark.jars import spark_submit_binary
+from nexgen_etl.spark.local.jvm import local_class_path
+from nexgen_etl.spark.submit import submit_spec
 
 APP = """
 import sys
@@ -27,7 +29,7 @@ spark.stop()
 def test_local_submit_loads_spark_from_the_archive(tmp_path):
     settings = Settings.from_env(spark_master="local[2]")
     archive = archive_path(settings.jars_dir, local_class_path(settings))
-    assert archive.exists(), f"no class archive at {archive}: setup makes it (python -m nexgen_etl.spark.local.class_archive)"
+    assert archive.exists(), f"no class archive at {archive}: setup makes it (python -m nexgen_etl.dev.class_archive)"
     spec = submit_spec(settings, batch_bytes=100)
     opts = spec.conf["spark.driver.extraJavaOptions"]
     assert f"-XX:SharedArchiveFile={archive}" in opts.split()

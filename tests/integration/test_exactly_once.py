@@ -182,7 +182,7 @@ def test_rerun_of_a_committed_pass_processes_nothing(world):
 def test_run_refused_while_another_holds_the_lease(world):
     out, state = fresh_case(world)
     holder = make_pipeline(world["s3"], world["raw"], out, state, owner="airflow:nexgen_etl_pipeline")
-    holder.acquire_lease()
+    holder.lease.acquire()
     intruder = make_pipeline(world["s3"], world["raw"], out, state, owner="cli:someone")
     with pytest.raises(LeaseHeldError, match="airflow:nexgen_etl_pipeline"):
         intruder.run_once(None, transform=spark_transform(world["spark"]))
@@ -199,7 +199,7 @@ def test_lost_state_is_rebuilt_from_manifests(world):
     run_until_empty(p, world["spark"])
     before = FileStateStore(state).read()
     state.unlink()  # the Variable is lost
-    rebuilt = p.rebuild_from_manifests()
+    rebuilt = p.operations.rebuild_from_manifests()
     assert (rebuilt.last_modified, rebuilt.key, rebuilt.band) == (before.last_modified, before.key, before.band)
     assert p.run_once(None, transform=spark_transform(world["spark"]))["status"] == "nothing_new"
 
@@ -209,7 +209,7 @@ def test_rewind_then_rerun_gives_the_same_output(world):
     p = make_pipeline(world["s3"], world["raw"], out, state)
     run_until_empty(p, world["spark"])
     first_batch = read_catalog(S3Store(out, "", world["s3"])).batches[0]
-    wm = p.rewind(first_batch)
+    wm = p.operations.rewind(first_batch)
     assert wm.last_modified < world["ref_state"].last_modified
     results = run_until_empty(p, world["spark"])
     assert results[0]["status"] == "committed"
@@ -221,12 +221,12 @@ def test_reprocess_a_key_and_reset_leave_output_unchanged(world):
     p = make_pipeline(world["s3"], world["raw"], out, state)
     run_until_empty(p, world["spark"])
     key = "sales/2024/01/03/sales_2024-01-03.csv"
-    wm = p.reprocess(key=key)
+    wm = p.operations.reprocess(key=key)
     assert wm.reprocess == (key,)
     results = run_until_empty(p, world["spark"])
     assert results[0]["status"] == "committed"
     assert FileStateStore(state).read().reprocess == ()
-    p.reset()
+    p.operations.reset()
     run_until_empty(p, world["spark"])
     for name in ("features", "clean", "quarantine"):
         pd.testing.assert_frame_equal(dataset(world["s3"], out, name), dataset(world["s3"], world["ref"], name))
@@ -284,4 +284,4 @@ def test_late_file_inside_the_band_is_processed(world, tmp_path):
         os.utime(dst, (now - age, now - age))
     found, _ = p.discover()
     assert [o.key for o in found.new] == [late.relative_to(extra).as_posix()]
-    p.release_lease()
+    p.lease.release()

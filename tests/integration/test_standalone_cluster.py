@@ -45,7 +45,7 @@ def cluster(tmp_path_factory, aws_env):
     node's instance identity would; executors inherit it. Nothing secret is passed through Spark conf."""
     logs = tmp_path_factory.mktemp("spark-cluster")
     port, web, wweb = free_port(), free_port(), free_port()
-    from nexgen_etl.spark.submit import pyspark_home
+    from nexgen_etl.spark.jars import pyspark_home
 
     env = {**aws_env, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(logs), "SPARK_WORKER_DIR": str(logs / "work"),
            "SPARK_HOME": pyspark_home(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -36,6 +36,9 @@ FORBIDDEN = {
     "spark": ("airflow",),
 }
 
+# what the processes that only start spark-submit (run, airflow, cli) may use of the Spark layers
+SUBMIT_ONLY = ("nexgen_etl.spark.submit", "nexgen_etl.spark.jars")
+
 
 def module_name(path: Path) -> str:
     rel = path.relative_to(SRC).with_suffix("")
@@ -90,7 +93,8 @@ def internal_graph() -> dict[str, set[str]]:
 
 
 def test_imports_only_go_down_the_layers() -> None:
-    """Catches: core importing run (report needing plan_key from the pipeline), run importing the Spark job."""
+    """Catches: core importing run (report needing plan_key from the pipeline: tried), run importing the Spark job
+    even lazily (pipeline building a URI with the job's helper: tried), pyspark in the submit spec."""
     mods = modules()
     known = set(mods)
     wrong = []
@@ -103,6 +107,10 @@ def test_imports_only_go_down_the_layers() -> None:
                 if layer_of(imported) > mine:
                     wrong.append(f"{path.relative_to(SRC)}:{line} ({LAYERS[mine][0]}) imports {imported} "
                                  f"({LAYERS[layer_of(imported)][0]})")
+                elif (LAYERS[mine][0] in ("run", "airflow", "cli") and imported.startswith("nexgen_etl.spark")
+                      and imported not in SUBMIT_ONLY):
+                    wrong.append(f"{path.relative_to(SRC)}:{line} ({LAYERS[mine][0]}) imports {imported}: only "
+                                 f"{', '.join(SUBMIT_ONLY)} of the Spark layers")
             else:
                 top = imported.split(".")[0]
                 if top in FORBIDDEN.get(LAYERS[mine][0], ()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from nexgen_etl.spark.submit import LOCAL_FS_CLASS
+from nexgen_etl.spark.local.jvm import LOCAL_FS_CLASS
 
 
 def mode(path) -> int:

@@ -8,9 +8,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nexgen_etl.run.pipeline import relay_spark_output
+from nexgen_etl.run.spark_output import relay_spark_output
 from nexgen_etl.core.progress import Progress
 from nexgen_etl.core.report import build_report, render_html, render_text, svg_bar_chart
+from nexgen_etl.core.results import Manifest
 
 A, B, C = "sales/a.csv", "sales/<b>&.csv", "sales/c.csv"
 MANIFEST = {
@@ -44,7 +45,8 @@ STEPS = [{"step": "discover", "started_at": "t", "seconds": 0.5}, {"step": "load
 
 @pytest.fixture()
 def report() -> dict:
-    return build_report(MANIFEST, STEPS, SERIES, "units_sold", "load", generated_at="2026-11-26T03:00:01+00:00")
+    return build_report(Manifest.from_json(json.dumps(MANIFEST)), STEPS, SERIES, "units_sold", "load",
+                        generated_at="2026-11-26T03:00:01+00:00")
 
 
 def test_totals_by_hand(report):

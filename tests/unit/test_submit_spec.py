@@ -8,9 +8,10 @@ import pytest
 
 from nexgen_etl.spark.local.class_archive import archive_options, archive_path
 from nexgen_etl.core.settings import Settings
-from nexgen_etl.spark.submit import (COMPILER_DIRECTIVES, KERNEL_JAR, LOCAL_FS_CLASS, LOCAL_FS_JAR, SMALL_BATCH_BYTES,
-                                     UNSIGNED_DIR, compiler_directives_options, input_bytes, local_class_path,
-                                     sized_conf, submit_spec)
+from nexgen_etl.spark.jars import KERNEL_JAR, LOCAL_FS_JAR
+from nexgen_etl.spark.local.jvm import (COMPILER_DIRECTIVES, LOCAL_FS_CLASS, UNSIGNED_DIR, compiler_directives_options,
+                                        local_class_path)
+from nexgen_etl.spark.submit import SMALL_BATCH_BYTES, input_bytes, sized_conf, submit_spec
 from nexgen_etl.core.storage import ObjectInfo
 
 MB = 1024 * 1024

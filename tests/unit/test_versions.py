@@ -8,7 +8,7 @@ import re
 import pyspark
 
 from nexgen_etl.core.settings import Settings
-from nexgen_etl.spark.submit import resolved_jars
+from nexgen_etl.spark.jars import resolved_jars
 
 JARS = os.path.join(os.path.dirname(pyspark.__file__), "jars")
 

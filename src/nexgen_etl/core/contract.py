@@ -118,10 +118,6 @@ class Contract:
         """Plain JSON data (lists, not tuples), as frozen into a batch plan."""
         return json.loads(json.dumps(asdict(self), default=str))
 
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _require(d: dict, key: str, where: str) -> Any:
     if key not in d or d[key] is None:
         raise ContractError(f"{where}.{key}: required field is missing")

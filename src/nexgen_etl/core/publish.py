@@ -12,7 +12,7 @@ from nexgen_etl.core.discovery import BatchPlan
 from nexgen_etl.core.faults import maybe_fail
 from nexgen_etl.core.layout import CATALOG_KEY, DATASETS, PARTITION_OF
 from nexgen_etl.core.results import Manifest, StagedResult, totals
-from nexgen_etl.core.storage import ObjectStore
+from nexgen_etl.core.storage import ObjectStore, PreconditionFailed
 
 
 class StaleCatalogError(RuntimeError):
@@ -24,7 +24,13 @@ class TransformMissingError(RuntimeError):
 
 
 def read_catalog(store: ObjectStore) -> Catalog:
-    return Catalog.from_json(store.get_bytes(CATALOG_KEY).decode() if store.head(CATALOG_KEY) else None)
+    return read_catalog_versioned(store)[0]
+
+
+def read_catalog_versioned(store: ObjectStore) -> tuple[Catalog, str | None]:
+    """The catalog and the ETag of the object it was read from (None: there is none yet)."""
+    found = store.get_versioned(CATALOG_KEY)
+    return (Catalog.from_json(found[0].decode()), found[1]) if found else (Catalog(), None)
 
 
 def read_manifest(store: ObjectStore, batch_id: str) -> Manifest | None:
@@ -50,7 +56,7 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> Manifest:
     Safe to repeat after a crash at any point: final names are deterministic per batch, and a batch already in
     the catalog only has its leftovers cleaned up.
     """
-    catalog = read_catalog(store)
+    catalog, catalog_etag = read_catalog_versioned(store)
     batch_id = plan.batch_id
     if batch_id in catalog.batches:
         manifest = read_manifest(store, batch_id) or Manifest(batch_id)
@@ -97,9 +103,11 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> Manifest:
     for ds in ("features", "clean"):
         if ds in result.schemas:
             store.put_bytes(layout.schema_key(ds), result.schemas[ds].encode())
-    if read_catalog(store).version != catalog.version:
-        raise StaleCatalogError(f"batch {batch_id}: another batch published while this one was publishing")
-    store.put_bytes(CATALOG_KEY, new_catalog.to_json().encode())  # the commit point
+    try:  # the commit point: over exactly the catalog this publish started from
+        store.put_bytes(CATALOG_KEY, new_catalog.to_json().encode(), if_match=catalog_etag,
+                        if_none_match=catalog_etag is None)
+    except PreconditionFailed:
+        raise StaleCatalogError(f"batch {batch_id}: another batch published while this one was publishing") from None
     maybe_fail("load.after_catalog")
     _cleanup(store, batch_id, new_catalog, replaced)
     return manifest.with_publish("published")

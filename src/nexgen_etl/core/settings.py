@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,20 +10,41 @@ from pathlib import Path
 PROJECT_ROOT = Path(os.environ.get("NEXGEN_HOME") or Path(__file__).resolve().parents[3])
 
 
-class Secret(str):
-    """A string that never shows itself in repr/str formatting or logs."""
+class Secret:
+    """A secret value that never shows itself: repr, str, f-strings, %s and logging give ***. It is not a str, so
+    `json.dumps`, pickling and concatenation with a str fail instead of carrying the value along; `reveal()` is the
+    one way to the value, used only where a client or a child's environment needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"a Secret holds a str, not {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
 
     def __repr__(self) -> str:
         return "Secret('***')"
 
-    def __str__(self) -> str:  # f-strings and %s use __str__/__format__
+    def __str__(self) -> str:
         return "***"
 
     def __format__(self, spec: str) -> str:
         return "***"
 
-    def reveal(self) -> str:
-        return str.__str__(self)
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self):
+        raise TypeError("a Secret is not pickled or copied out of its process")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from nexgen_etl.core.storage import ObjectInfo
+from nexgen_etl.core.storage import ObjectInfo, PreconditionFailed
 
 STATE_SCHEMA = 1
 DEFAULT_BAND_SECONDS = 3600
@@ -23,6 +23,17 @@ class StaleStateError(RuntimeError):
 
 class LeaseHeldError(RuntimeError):
     """Another run holds the lease: this one must not process anything now."""
+
+
+class StateCorruptError(ValueError):
+    """The stored state cannot be read; the message names it and the command that repairs it."""
+
+
+UNLOCK_HINT = "if that run is gone, `nexgen-etl state unlock` frees the lease"
+REPAIR_HINT = "`nexgen-etl state rebuild --force` rebuilds it from the manifests (`state reset --force` empties it)"
+# the top-level fields this version writes; others (a newer writer's) are kept as they are
+KNOWN_FIELDS = {"schema", "version", "revision", "watermark", "band_seconds", "band", "recent_batches", "reprocess",
+                "lease"}
 
 
 LEASE_SECONDS = 2 * 3600
@@ -42,6 +53,7 @@ class Watermark:
     recent_batches: tuple[dict, ...] = ()
     reprocess: tuple[str, ...] = ()  # keys to process again whatever the mark says (operator's request)
     lease: dict | None = None  # {"owner", "acquired_at", "expires_at"}
+    extra: dict = field(default_factory=dict)  # fields this version does not know, written back unchanged
 
     @property
     def mark(self) -> tuple[datetime, str] | None:
@@ -88,7 +100,7 @@ class Watermark:
         holder = self.lease_holder(now)
         if holder not in (None, owner):
             raise LeaseHeldError(f"run {holder!r} holds the pipeline lease until {self.lease['expires_at']}; "
-                                 f"{owner!r} will not process anything now")
+                                 f"{owner!r} will not process anything now ({UNLOCK_HINT})")
         lease = {"owner": owner, "acquired_at": (self.lease or {}).get("acquired_at") if holder == owner
                  else now.isoformat(), "expires_at": (now + timedelta(seconds=seconds)).isoformat()}
         return replace(self, revision=self.revision + 1, lease=lease)
@@ -109,6 +121,7 @@ class Watermark:
 
     def to_json(self) -> str:
         return json.dumps({
+            **self.extra,
             "schema": STATE_SCHEMA,
             "version": self.version,
             "revision": self.revision,
@@ -122,30 +135,44 @@ class Watermark:
         }, indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | None) -> "Watermark":
+    def from_json(cls, text: str | bytes | None, where: str = "state") -> "Watermark":
+        """The state stored at `where` (named in the error when it cannot be read)."""
         if not text:
             return cls()
-        d = json.loads(text)
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            at = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise StateCorruptError(f"state {where} is not valid JSON{at}; {REPAIR_HINT}") from None
+        if not isinstance(d, dict):
+            raise StateCorruptError(f"state {where} is not a JSON object; {REPAIR_HINT}")
         if d.get("schema") != STATE_SCHEMA:
-            raise ValueError(f"state: unsupported schema {d.get('schema')!r} (expected {STATE_SCHEMA})")
-        wm = d.get("watermark") or {}
-        return cls(
-            version=int(d["version"]),
-            last_modified=datetime.fromisoformat(wm["last_modified"]) if wm else None,
-            key=wm.get("key") if wm else None,
-            band_seconds=int(d.get("band_seconds", DEFAULT_BAND_SECONDS)),
-            band={k: v["etag"] for k, v in d.get("band", {}).items()},
-            band_times={k: v["last_modified"] for k, v in d.get("band", {}).items()},
-            recent_batches=tuple(d.get("recent_batches", ())),
-            revision=int(d.get("revision", d["version"])),
-            reprocess=tuple(d.get("reprocess", ())),
-            lease=d.get("lease"),
-        )
+            raise StateCorruptError(f"state {where}: unsupported schema {d.get('schema')!r} (this version reads "
+                                    f"{STATE_SCHEMA}); a newer version wrote it, or {REPAIR_HINT}")
+        try:
+            wm = d.get("watermark") or {}
+            return cls(
+                version=int(d["version"]),
+                last_modified=datetime.fromisoformat(wm["last_modified"]) if wm else None,
+                key=wm.get("key") if wm else None,
+                band_seconds=int(d.get("band_seconds", DEFAULT_BAND_SECONDS)),
+                band={k: v["etag"] for k, v in d.get("band", {}).items()},
+                band_times={k: v["last_modified"] for k, v in d.get("band", {}).items()},
+                recent_batches=tuple(d.get("recent_batches", ())),
+                revision=int(d.get("revision", d["version"])),
+                reprocess=tuple(d.get("reprocess", ())),
+                lease=d.get("lease"),
+                extra={k: v for k, v in d.items() if k not in KNOWN_FIELDS},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateCorruptError(f"state {where} is not a valid state ({type(exc).__name__}: {exc}); "
+                                    f"{REPAIR_HINT}") from None
 
 
 class StateStore(Protocol):
     def read(self) -> Watermark: ...
     def compare_and_set(self, expected_revision: int, new: Watermark) -> None: ...
+    def force_write(self, new: Watermark) -> None: ...
 
 
 class FileStateStore:
@@ -155,35 +182,71 @@ class FileStateStore:
         self.path = Path(path)
 
     def read(self) -> Watermark:
-        return Watermark.from_json(self.path.read_text() if self.path.exists() else None)
+        return Watermark.from_json(self.path.read_bytes() if self.path.exists() else None, where=str(self.path))
 
     def compare_and_set(self, expected_revision: int, new: Watermark) -> None:
+        self._write(new, expected_revision)
+
+    def force_write(self, new: Watermark) -> None:
+        """Replace the state without reading it (the repair of an unreadable one)."""
+        self._write(new, None)
+
+    def _write(self, new: Watermark, expected_revision: int | None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            current = self.read()
-            if current.revision != expected_revision:
-                raise StaleStateError(f"state {self.path} is at revision {current.revision}, "
-                                      f"expected {expected_revision}: another run wrote it first")
+            if expected_revision is not None:
+                current = self.read()
+                if current.revision != expected_revision:
+                    raise StaleStateError(f"state {self.path} is at revision {current.revision}, "
+                                          f"expected {expected_revision}: another run wrote it first")
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
             tmp.write_text(new.to_json())
             os.replace(tmp, self.path)
 
 
 class ObjectStateStore:
-    """State as one JSON object in an ObjectStore (S3 or local): read, check the revision, write."""
+    """State as one JSON object in an ObjectStore (S3 or local). Compare-and-set is a conditional write: the new
+    state is written only over the exact object version that was read (If-Match its ETag, or If-None-Match when
+    there was none), so two writers that read the same version cannot both succeed."""
 
     def __init__(self, store, key: str) -> None:
         self.store, self.key = store, key
 
+    @property
+    def where(self) -> str:
+        return f"{self.store.url}{self.key}"
+
+    def _read_versioned(self) -> tuple[Watermark, str | None]:
+        found = self.store.get_versioned(self.key)
+        if found is None:
+            return Watermark(), None
+        return Watermark.from_json(found[0], where=self.where), found[1]
+
     def read(self) -> Watermark:
-        return Watermark.from_json(self.store.get_bytes(self.key).decode() if self.store.head(self.key) else None)
+        return self._read_versioned()[0]
 
     def compare_and_set(self, expected_revision: int, new: Watermark) -> None:
-        current = self.read()
+        current, etag = self._read_versioned()
         if current.revision != expected_revision:
-            raise StaleStateError(f"state {self.key} is at revision {current.revision}, expected {expected_revision}")
-        self.store.put_bytes(self.key, new.to_json().encode())
+            raise StaleStateError(f"state {self.where} is at revision {current.revision}, "
+                                  f"expected {expected_revision}: another run wrote it first")
+        self._put(new, etag)
+
+    def force_write(self, new: Watermark) -> None:
+        """Replace the state without parsing it (the repair of an unreadable one), still over the version seen."""
+        found = self.store.get_versioned(self.key)
+        self._put(new, found[1] if found else None)
+
+    def _put(self, new: Watermark, etag: str | None) -> None:
+        try:
+            if etag is None:
+                self.store.put_bytes(self.key, new.to_json().encode(), if_none_match=True)
+            else:
+                self.store.put_bytes(self.key, new.to_json().encode(), if_match=etag)
+        except PreconditionFailed:
+            raise StaleStateError(f"state {self.where} changed while this run was writing it: another run wrote "
+                                  "it first") from None
 
 
 def utcnow() -> datetime:

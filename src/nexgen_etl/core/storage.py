@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,10 +44,16 @@ class ObjectStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
     def get_head_bytes(self, key: str, n: int) -> bytes: ...
     def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]: ...
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None: ...
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None,
+                  if_none_match: bool = False) -> None: ...
     def copy(self, src_key: str, dst_key: str) -> None: ...
     def delete(self, keys: Iterable[str]) -> None: ...
     def spark_uri(self, key: str) -> str: ...
+
+
+class PreconditionFailed(RuntimeError):
+    """A conditional write refused: the object changed since it was read (if_match), or exists (if_none_match)."""
 
 
 def _utc(ts: float | datetime) -> datetime:
@@ -95,6 +103,18 @@ class S3Store:
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
 
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and the ETag of exactly those bytes (one GET), or None when it does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            o = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return o["Body"].read(), o["ETag"].strip('"')
+
     def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The whole object as a stream of chunks (bounded memory)."""
         body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
@@ -104,8 +124,23 @@ class S3Store:
         """The first n bytes (one ranged GET)."""
         return self.client.get_object(Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{n - 1}")["Body"].read()
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> None:
+        """Write the object; with if_match only over that ETag, with if_none_match only where there is none (S3's
+        conditional writes: the check and the write are one step on the server)."""
+        from botocore.exceptions import ClientError
+
+        kwargs = {}
+        if if_match is not None:
+            kwargs["IfMatch"] = f'"{if_match}"'
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if kwargs and code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
+                raise PreconditionFailed(f"{self.url}{key}: {code} (changed since it was read)") from None
+            raise
 
     def upload_file(self, path: str | Path, key: str) -> None:
         self.client.upload_file(str(path), self.bucket, self._full(key))
@@ -124,6 +159,13 @@ class S3Store:
 
     def spark_uri(self, key: str) -> str:
         return f"s3a://{self.bucket}/{self._full(key)}"
+
+
+def _lock_file(path: Path) -> Path:
+    """A lock file for a local object, outside the store's folder (a listing must not see it)."""
+    folder = Path(tempfile.gettempdir()) / "nexgen-locks"
+    folder.mkdir(exist_ok=True)
+    return folder / (hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest() + ".lock")
 
 
 class LocalStore:
@@ -169,12 +211,30 @@ class LocalStore:
             while data := fh.read(chunk):
                 yield data
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        p = self._path(key)
+        if not p.is_file():
+            return None
+        data = p.read_bytes()
+        return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> None:
+        """Write the file atomically; conditional writes check the current content's MD5 under a lock file."""
         p = self._path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, p)
+        if if_match is None and not if_none_match:
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
+            return
+        with open(_lock_file(p), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.get_versioned(key)
+            if (if_none_match and current is not None) or (if_match is not None and (current is None or
+                                                                                     current[1] != if_match)):
+                raise PreconditionFailed(f"{self.url}{key}: changed since it was read")
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
 
     def upload_file(self, path: str | Path, key: str) -> None:
         p = self._path(key)

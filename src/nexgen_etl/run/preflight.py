@@ -29,7 +29,7 @@ def check_java() -> str:
 
 
 def check_jars(settings: Settings) -> list[str]:
-    from nexgen_etl.spark.submit import resolved_jars
+    from nexgen_etl.spark.jars import resolved_jars
 
     try:
         return resolved_jars(settings)

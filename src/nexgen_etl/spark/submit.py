@@ -11,33 +11,21 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nexgen_etl.spark.local.class_archive import archive_options
 from nexgen_etl.core.settings import PROJECT_ROOT, Settings
+from nexgen_etl.spark.jars import LOCAL_FS_JAR, pyspark_home, resolved_jars
+from nexgen_etl.spark.local.class_archive import archive_options
+from nexgen_etl.spark.local.jvm import compiler_directives_options, local_class_path, local_conf
 
 ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
 # Spark's default (secret|password|token|access[.]key) plus the environment-variable spellings (ACCESS_KEY_ID)
 REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key"
 
 
-def spark_submit_binary() -> str:
-    """The spark-submit of the installed PySpark (beside this interpreter), else whatever PATH has."""
-    beside = Path(sys.executable).parent / "spark-submit"
-    return str(beside) if beside.exists() else "spark-submit"
-
-
-def pyspark_home() -> str:
-    import pyspark
-
-    return str(Path(pyspark.__file__).parent)
-
-
 def transform_script() -> str:
     script = PROJECT_ROOT / "include" / "scripts" / "transform.py"
     if script.exists():
         return str(script)
-    from nexgen_etl.spark import job
-
-    return job.__file__
+    return str(Path(__file__).with_name("job.py"))
 
 
 def s3a_conf(settings: Settings) -> dict[str, str]:
@@ -96,85 +84,24 @@ class SubmitSpec:
         return [*args, self.application, *application_args]
 
 
-# built by scripts/resolve_jars.sh from jars/src: Hadoop's local file system, setting permissions through java.nio
-# instead of starting the chmod program for every file and directory written (PySpark has no native Hadoop)
-LOCAL_FS_JAR = "nexgen-localfs.jar"
-# built by scripts/resolve_jars.sh from jars/scala: the feature window kernel (features.KERNEL_CLASS)
-KERNEL_JAR = "nexgen-spark.jar"
-LOCAL_FS_CLASS = "io.nexgen.fs.NioLocalFileSystem"
-
-
-def resolved_jars(settings: Settings) -> list[str]:
-    """The jars in jars_dir: hadoop-aws and its AWS SDK, the local file system jar and the window kernel's."""
-    jars_dir = Path(settings.jars_dir)
-    jars = sorted(str(p) for p in jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
-    for prefix, what in (("hadoop-aws-", "hadoop-aws jar"), (LOCAL_FS_JAR, LOCAL_FS_JAR), (KERNEL_JAR, KERNEL_JAR)):
-        if not any(Path(j).name.startswith(prefix) for j in jars):
-            raise FileNotFoundError(f"no {what} in {jars_dir}: run `make jars` (scripts/resolve_jars.sh) first")
-    return jars
-
-
-UNSIGNED_DIR = "unsigned"
-
-
-def unsigned_jars(jars_dir: Path) -> list[str]:
-    """resolve_jars.sh's copies of PySpark's signed jars (Janino's) without their signatures. On a driver's class
-    path they come before PySpark's own, so that the class archive (nexgen_etl.spark.local.class_archive) can hold their classes: JDK 17
-    archives no class from a signed jar."""
-    folder = Path(jars_dir) / UNSIGNED_DIR
-    return sorted(str(p) for p in folder.glob("*.jar")) if folder.is_dir() else []
-
-
-def local_class_path(settings: Settings) -> list[Path]:
-    """A local driver's class path: resolved_jars and unsigned_jars, the local file system's first.
-
-    A local master's executor is the driver JVM: jars on its class path need no --jars, which in local mode has
-    the executor fetch each jar from the driver's file server into a temporary folder on its first task (280 MB
-    for the AWS SDK bundle, every run; a 100k-row batch, 4 interleaved rounds: 23.7 -> 20.8 s median)."""
-    paths = [Path(j) for j in resolved_jars(settings) + unsigned_jars(settings.jars_dir)]
-    return sorted(paths, key=lambda p: (p.name != LOCAL_FS_JAR, p.name))
-
-
-def local_conf(class_path: list[Path]) -> dict[str, str]:
-    """For local masters (where the driver runs the tasks): the jars on the driver's class path, and file:// paths
-    through NioLocalFileSystem. A job over a tenth of the bench set (744,600 rows, 73 day folders per dataset)
-    started 2,058 processes before, 249 after; each chmod costs about 2.5 ms of process start, some ten of them
-    per Parquet file written."""
-    return {"spark.hadoop.fs.file.impl": LOCAL_FS_CLASS,
-            "spark.driver.extraClassPath": os.pathsep.join(str(p) for p in class_path)}
-
-
 # a batch up to this many bytes of input is small: its run is start-up, planning and code generation, not rows.
-# It runs with the JVM's quick (C1-only) JIT, whose optimising compiler's threads would only compete for the cores
-# (on 2 cores, 102 rows: 38 s -> 29 s), and without adaptive query execution on SMALL_SHUFFLE_PARTITIONS: AQE
-# plans each stage again after the shuffle before it, which costs a cold JVM more than coalescing a few MB saves.
-# Above it the optimised code pays off (27 MB: 109 s with the optimising JIT, 175 s without); docs/performance.md
+# It runs with the JVM's quick (C1-only) JIT, whose optimising compiler's threads would only compete for the cores,
+# and without adaptive query execution on SMALL_SHUFFLE_PARTITIONS: AQE plans each stage again after the shuffle
+# before it, which costs a cold JVM more than coalescing a few MB saves. Above it the optimised code pays off
+# (docs/performance.md)
 SMALL_BATCH_BYTES = 8 * 1024 * 1024
 SMALL_SHUFFLE_PARTITIONS = 2
 # one shuffle partition per this many input bytes, never fewer than the default; AQE coalesces small ones
 SHUFFLE_PARTITION_BYTES = 64 * 1024 * 1024
 DEFAULT_SHUFFLE_PARTITIONS = 16
-# driver heap (the whole of Spark in local mode): 1g ran the 7.4M-row, 270 MB bench set as fast as 2g (322 vs
-# 296-326 s) at a 1.5 GB process-tree peak instead of 2.5 GB, and a single 300 MB file; above 1 GiB of input
-# (not measured) 2g gives margin for spills' bookkeeping
+# driver heap (the whole of Spark in local mode): 1g runs the full bench set as fast as 2g at a lower peak; above
+# 1 GiB of input 2g gives margin for spills' bookkeeping (docs/performance.md)
 LARGE_BATCH_BYTES = 1024 * 1024 * 1024
 
 
-# Above SMALL_BATCH_BYTES the driver runs the parallel (throughput) collector instead of G1, and a local driver keeps
-# the optimising JIT (C2) off code that only plans: Janino compiling Spark's generated classes, ANTLR, Java
-# serialisation, formatting (jvm/compiler-directives.json; C1 still compiles it). On 2 cores C2's thread had
-# spent ~80 of ~550 CPU s, much of it there, beside the two task threads. 3.72M rows, 3 interleaved rounds:
-# 152.9 -> 148.0 s median, 278 -> 261 CPU s, 1483 -> 1316 MB peak; the full bench set (7.4M rows, 3
-# repetitions) 253.5 -> 213.4 s (docs/performance.md, session 8)
+# Above SMALL_BATCH_BYTES the driver runs the parallel (throughput) collector instead of G1, and a local driver gets
+# the JIT directives (spark.local.jvm.compiler_directives_options); docs/performance.md
 LARGE_BATCH_JAVA_OPTS = ["-XX:+UseParallelGC"]
-COMPILER_DIRECTIVES = Path(__file__).parent / "local" / "jvm" / "compiler-directives.json"
-
-
-def compiler_directives_options() -> list[str]:
-    """The JIT directives for a local driver (the file is in this package; a remote driver may not have it)."""
-    if not COMPILER_DIRECTIVES.exists():
-        return []
-    return ["-XX:+UnlockDiagnosticVMOptions", f"-XX:CompilerDirectivesFile={COMPILER_DIRECTIVES}"]
 
 
 @dataclass(frozen=True)

@@ -208,10 +208,9 @@ def row_fates(marked: DataFrame, contract: Contract) -> DataFrame:
 
 
 def rollup_fates(winners: DataFrame, contract: Contract) -> DataFrame:
-    """Per winning row: `out` if it represents its period, else `merged` (rolled into the representative)."""
+    """Per winning row of a contract that rolls up (needs_rollup): `out` if it represents its period, else `merged`
+    (rolled into the representative)."""
     df = winners.withColumn("_period", period_start(contract))
-    if not needs_rollup(contract):
-        return df.withColumn("_fate", F.lit("out"))
     w = Window.partitionBy(*contract.keys, "_period").orderBy(F.col(contract.time_column).desc(),
                                                               *winner_order(contract))
     return df.withColumn("_fate", F.when(F.row_number().over(w) == 1, "out").otherwise("merged"))
