@@ -1,18 +1,15 @@
-"""Measuring one subprocess: wall time, CPU of the child process tree, and peak RSS of the tree (from /proc)."""
+"""Measuring one subprocess: wall time, CPU of the child process tree, and peak RSS of the tree (from /proc, by
+nexgen_etl.dev.measure.PeakRss)."""
 
 from __future__ import annotations
 
 import os
 import resource
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.bigfile import PeakRss  # noqa: E402  (the one process-tree sampler, shared with the big-file test)
+from nexgen_etl.dev.measure import PeakRss  # the one process-tree sampler, shared with the big-file test
 
 
 @dataclass

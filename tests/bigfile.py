@@ -1,6 +1,6 @@
-"""A big raw CSV made fast (one block of rows, repeated with a new store id each time) and the peak resident
-memory of a process tree sampled from /proc: shared by tests/integration/test_big_file.py (CI size) and
-bench/bigfile.py (several hundred MB)."""
+"""A big raw CSV made fast (one block of rows, repeated with a new store id each time) and one batch over it with
+the peak resident memory of the process tree (nexgen_etl.dev.measure.PeakRss): shared by
+tests/integration/test_big_file.py (CI size) and bench/bigfile.py (several hundred MB)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import gzip
 import os
 import re
 import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nexgen_etl.dev.measure import PeakRss
+
 HEADER = b"date,store_id,sku,units_sold,unit_price,promo\n"
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def make_block(days: int = 30, skus: int = 1000, seed: int = 1) -> bytes:
@@ -54,71 +53,6 @@ def write_big_csv(path: Path, target_bytes: int, days: int = 30, skus: int = 100
     return rows
 
 
-PF_FORKNOEXEC = 0x40  # /proc/<pid>/stat flags: forked, not yet exec'd
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-                ppid, flags = int(fields[1]), int(fields[6])
-            except (OSError, IndexError, ValueError):
-                continue
-            if flags & PF_FORKNOEXEC:  # a fork before its exec still shows all of its parent's pages
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def tree(pid: int) -> list[int]:
-    kids, out, todo = _children(), [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-@dataclass
-class PeakRss:
-    """Samples a process tree every `interval` s: peak of the sum over the tree and of the root alone."""
-
-    pid: int
-    interval: float = 0.2
-    tree_peak: int = 0
-    root_peak: int = 0
-    samples: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            root = rss_bytes(self.pid)
-            total = sum(rss_bytes(p) for p in tree(self.pid))
-            self.root_peak, self.tree_peak = max(self.root_peak, root), max(self.tree_peak, total)
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_sampled(argv: list[str], env: dict[str, str],
                 timeout: float) -> tuple[subprocess.CompletedProcess, PeakRss, float]:
     """Run a command while sampling its process tree's memory; (result, peaks, seconds)."""
@@ -137,9 +71,9 @@ def run_big_batch(workdir: Path, size_mb: float, driver_memory: str, endpoint: s
     import sys
     import uuid
 
-    from nexgen_etl.dev.local_services import create_buckets
     from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
     from nexgen_etl.core.storage import s3_client
+    from nexgen_etl.dev.local_services import create_buckets
 
     name = "sales/big/big.csv" + (".gz" if gz else "")
     path = workdir / name

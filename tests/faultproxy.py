@@ -1,6 +1,6 @@
 """A small HTTP reverse proxy in front of the S3 endpoint that injects S3 faults: 503 SlowDown answers, other S3
 error answers (e.g. 400 ExpiredToken, as S3 answers a request signed with an expired session token), connection
-resets and stalls, on every n-th request that matches a method (and optionally a key substring, a User-Agent or a
+resets, stalls and bodies cut short, on every n-th request that matches a method (and optionally a key substring, a User-Agent or a
 session token), optionally only for the first `limit` matches (a burst)."""
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def s3_error(code: str) -> bytes:
 
 @dataclass
 class FaultRule:
-    kind: str  # "slowdown" (503), "error" (status + S3 error code), "reset" (close the socket), "stall" (wait, close)
+    # "slowdown" (503), "error" (status + S3 error code), "reset" (close the socket), "stall" (wait, close),
+    # "truncate" (the real answer's headers, then half of its body, then close: a body cut short)
+    kind: str
     methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "POST", "DELETE")
     every: int = 3  # fault on every n-th matching request (1: always — a persistent fault)
     path_contains: str = ""
@@ -102,7 +104,13 @@ class FaultProxy:
                 length = resp.getheader("Content-Length") if self.command == "HEAD" else None
                 self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if rule and rule.kind == "truncate":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.close()
+                    self.close_connection = True
+                elif self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
 

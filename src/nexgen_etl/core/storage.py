@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,6 +18,8 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from nexgen_etl.core.settings import AwsCredentials, S3Settings
+
+log = logging.getLogger("nexgen_etl")
 
 
 @dataclass(frozen=True, order=True)
@@ -100,29 +105,51 @@ class S3Store:
         return ObjectInfo(last_modified=_utc(o["LastModified"]), key=key, etag=o["ETag"].strip('"'),
                           size=int(o["ContentLength"]))
 
+    def _get(self, key: str, **kwargs) -> tuple[bytes, str]:
+        """One GET read whole, and its ETag. botocore retries a request until its response headers arrive; a body
+        cut short or reset after that is not retried by it, so the GET is made again here."""
+        for attempt in range(1, BODY_ATTEMPTS + 1):
+            o = self.client.get_object(Bucket=self.bucket, Key=self._full(key), **kwargs)
+            try:
+                return o["Body"].read(), o["ETag"].strip('"')
+            except _body_errors() as exc:
+                _body_retry(f"{self.url}{key}", attempt, exc)
+        raise AssertionError("unreachable")
+
     def get_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+        return self._get(key)[0]
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and the ETag of exactly those bytes (one GET), or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
-            o = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            return self._get(key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
             raise
-        return o["Body"].read(), o["ETag"].strip('"')
 
     def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
-        """The whole object as a stream of chunks (bounded memory)."""
-        body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
-        yield from body.iter_chunks(chunk)
+        """The whole object as a stream of chunks (bounded memory). A body cut short is resumed where it stopped,
+        from the same object version (If-Match its ETag)."""
+        offset, etag, attempt = 0, None, 1
+        while True:
+            kwargs = {"Range": f"bytes={offset}-", "IfMatch": f'"{etag}"'} if etag else {}
+            o = self.client.get_object(Bucket=self.bucket, Key=self._full(key), **kwargs)
+            etag = etag or o["ETag"].strip('"')
+            try:
+                for data in o["Body"].iter_chunks(chunk):
+                    offset += len(data)
+                    yield data
+                return
+            except _body_errors() as exc:
+                _body_retry(f"{self.url}{key}", attempt, exc)
+                attempt += 1
 
     def get_head_bytes(self, key: str, n: int) -> bytes:
         """The first n bytes (one ranged GET)."""
-        return self.client.get_object(Bucket=self.bucket, Key=self._full(key), Range=f"bytes=0-{n - 1}")["Body"].read()
+        return self._get(key, Range=f"bytes=0-{n - 1}")[0]
 
     def put_bytes(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> None:
         """Write the object; with if_match only over that ETag, with if_none_match only where there is none (S3's
@@ -159,6 +186,30 @@ class S3Store:
 
     def spark_uri(self, key: str) -> str:
         return f"s3a://{self.bucket}/{self._full(key)}"
+
+
+@functools.cache
+def _body_errors() -> tuple[type[BaseException], ...]:
+    """What breaking off inside a response body raises (imported on first use: LocalStore needs no botocore)."""
+    from botocore.exceptions import (ConnectionClosedError, IncompleteReadError, ReadTimeoutError,
+                                     ResponseStreamingError)
+    from urllib3.exceptions import ProtocolError
+
+    return (ConnectionClosedError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ProtocolError,
+            ConnectionError)
+
+
+# a response body that breaks off is read again this many times in all (see S3Store._get)
+BODY_ATTEMPTS = 5
+
+
+def _body_retry(where: str, attempt: int, exc: BaseException) -> None:
+    """After a body read failed: raise on the last attempt, else wait (exponential, capped) and log the retry."""
+    if attempt >= BODY_ATTEMPTS:
+        raise exc
+    log.warning("s3: reading %s broke off (%s: %s); reading it again (attempt %d of %d)", where,
+                type(exc).__name__, exc, attempt + 1, BODY_ATTEMPTS)
+    time.sleep(min(0.2 * 2 ** attempt, 5.0))
 
 
 def _lock_file(path: Path) -> Path:

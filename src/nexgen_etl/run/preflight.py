@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -94,8 +95,8 @@ def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str
     """Endpoint reachable, credentials accepted, both buckets there: one cheap call per bucket, few retries."""
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
-                                     NoCredentialsError, ReadTimeoutError)
+    from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                     EndpointConnectionError, NoCredentialsError, ReadTimeoutError)
 
     targets = [("raw", _bucket(settings.raw_url)), ("output", _bucket(settings.output_url))]
     targets = [(role, b) for role, b in targets if b]
@@ -109,14 +110,19 @@ def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key.reveal(),
         aws_session_token=credentials.session_token.reveal() if credentials.session_token else None,
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10,
+        # retries are this function's own (below): botocore's would retry an endpoint that refuses connections
+        # as long as one that dropped a connection
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=3, read_timeout=10,
                       s3={"addressing_style": "path" if s3.path_style else "auto"}))
     where = s3.endpoint_url or f"AWS S3 ({s3.region})"
     for role, (bucket, prefix) in targets:
         try:
-            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+            _list_once(client, bucket, prefix)
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise SetupError(f"S3 endpoint {where} is unreachable ({type(exc).__name__})") from None
+        except (ConnectionClosedError, ReadTimeoutError) as exc:
+            raise SetupError(f"S3 endpoint {where} dropped {PREFLIGHT_ATTEMPTS} connections in a row "
+                             f"({type(exc).__name__})") from None
         except NoCredentialsError:
             raise SetupError(f"AWS credentials: none found ({source})") from None
         except ClientError as exc:
@@ -127,6 +133,33 @@ def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str
                 raise SetupError(credentials_refused(code, source, credentials.access_key_id,
                                                      f"{where} for bucket {bucket!r}")) from None
             raise SetupError(f"{role} bucket {bucket!r} at {where}: {code or exc}") from None
+
+
+# one listing per bucket: an endpoint that refuses connections fails at once (twice), while dropped connections
+# and throttling or 5xx answers are retried PREFLIGHT_ATTEMPTS times in all, with exponential waits (~3 s in all)
+PREFLIGHT_ATTEMPTS = 6
+UNREACHABLE_ATTEMPTS = 2
+TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+
+
+def _list_once(client, bucket: str, prefix: str) -> None:
+    from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                     EndpointConnectionError, ReadTimeoutError)
+
+    for attempt in range(1, PREFLIGHT_ATTEMPTS + 1):
+        try:
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            return
+        except (EndpointConnectionError, ConnectTimeoutError):
+            if attempt >= UNREACHABLE_ATTEMPTS:
+                raise
+        except (ConnectionClosedError, ReadTimeoutError):
+            if attempt >= PREFLIGHT_ATTEMPTS:
+                raise
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") not in TRANSIENT_CODES or attempt >= PREFLIGHT_ATTEMPTS:
+                raise
+        time.sleep(0.1 * 2 ** attempt)
 
 
 def preflight(settings: Settings, credentials: AwsCredentials | None, source: str = "credentials",
