@@ -31,14 +31,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from gen import BenchSpec, day_key, generate  # noqa: E402
+from gen import BenchSpec, generate  # noqa: E402
 from measure import Sample, run_measured  # noqa: E402
 
 from nexgen_etl.core.contract import load_contract  # noqa: E402
-from nexgen_etl.spark.job import RESULT_NAME  # noqa: E402
+from nexgen_etl.core.layout import result_key  # noqa: E402
 from nexgen_etl.run.pipeline import Pipeline  # noqa: E402
 from nexgen_etl.core.settings import Settings  # noqa: E402
-from nexgen_etl.spark.submit import input_bytes, spark_submit_binary, submit_spec  # noqa: E402
+from nexgen_etl.spark.jars import spark_submit_binary  # noqa: E402
+from nexgen_etl.spark.submit import input_bytes, submit_spec  # noqa: E402
 from nexgen_etl.core.state import FileStateStore  # noqa: E402
 from nexgen_etl.core.storage import LocalStore  # noqa: E402
 
@@ -112,7 +113,7 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
     s = run_measured(argv, env={**os.environ, **spec.env})
     if s.returncode != 0:
         raise RuntimeError(f"spark-submit failed ({s.returncode}):\n{s.output[-4000:]}")
-    result_path = Path(p.out.root) / f"_staging/{plan.batch_id}/{RESULT_NAME}"
+    result_path = Path(p.out.root) / result_key(plan.batch_id)
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     totals = {}
     for acc in result.get("accounting", {}).values():

@@ -1,7 +1,7 @@
 """NexGen ETL: raw sales CSVs (S3) → PySpark cleaning and features → partitioned Parquet (S3).
 
-A thin DAG: every decision lives in the nexgen_etl package. Nothing here reads a Variable, a Connection or the
-network at parse time.
+A thin DAG: it only wires tasks; what each task does is in nexgen_etl.airflow.tasks (and the transform in
+nexgen_etl.airflow.operator). Nothing here reads a Variable, a Connection or the network at parse time.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from nexgen_etl.airflow.support import NexgenSparkSubmitOperator
+from nexgen_etl.airflow import tasks as steps
+from nexgen_etl.airflow.operator import NexgenSparkSubmitOperator
 
 DEFAULT_ARGS = {
     "owner": "nexgen",
@@ -45,48 +46,26 @@ def nexgen_etl_pipeline():
     @task.short_circuit
     def discover_files(params: dict | None = None) -> dict | bool:
         """List the raw bucket; the objects above the watermark, or False (skip the rest) when nothing is new."""
-        from nexgen_etl.airflow.support import apply_operation, checked_pipeline
-
-        pipeline = checked_pipeline()
-        if op := apply_operation(pipeline, params or {}):
-            print(f"Applied state operation {op!r}; continuing with a normal pass.")
-        found, wm = pipeline.discover()
-        if not found.new:
-            mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
-            print(f"No new files above the watermark {mark}; nothing to do.")
-            return False
-        return {"objects": [o.to_dict() for o in found.new], "state_version": wm.version,
-                "deferred": found.deferred, "timing": found.timing}
+        return steps.discover(params)
 
     @task
     def extract(discovered: dict) -> dict:
-        """Validate and freeze the batch: the exact object versions it owns."""
-        from nexgen_etl.airflow.support import airflow_pipeline
-        from nexgen_etl.core.storage import ObjectInfo
+        """Validate and freeze the batch: the exact object versions it owns, and the plan's URI."""
+        return steps.extract(discovered)
 
-        plan = airflow_pipeline().extract([ObjectInfo.from_dict(o) for o in discovered["objects"]],
-                                          discovered["state_version"], discovered.get("timing"))
-        return {"batch_id": plan.batch_id, "files": len(plan.objects), "bytes": plan.total_bytes}
-
-    transform = NexgenSparkSubmitOperator(task_id="transform", conn_id="spark_default", name="nexgen-etl-transform")
+    # spark-submit of the job with --plan <extract's plan_uri> (templated application_args)
+    transform = NexgenSparkSubmitOperator(task_id="transform", conn_id="spark_default", name="nexgen-etl-transform",
+                                          extract_task_id="extract")
 
     @task
     def load(batch: dict) -> dict:
         """Publish the staged output and the manifest (all at once, never twice); write the run report."""
-        from nexgen_etl.airflow.support import airflow_pipeline
-
-        p = airflow_pipeline()
-        manifest = p.load(p.read_plan(batch["batch_id"]))
-        return {"batch_id": batch["batch_id"], "publish": manifest["publish"], "totals": manifest.get("totals")}
+        return steps.load(batch)
 
     @task
     def commit(batch: dict, loaded: dict) -> dict:
         """Advance the watermark Variable (compare-and-set), only after load succeeded; finalise the report."""
-        from nexgen_etl.airflow.support import airflow_pipeline
-
-        p = airflow_pipeline()
-        wm = p.commit(p.read_plan(batch["batch_id"]), loaded)
-        return {"batch_id": batch["batch_id"], "state_version": wm.version}
+        return steps.commit(batch, loaded)
 
     batch = extract(discover_files())
     loaded = load(batch)

@@ -1,5 +1,5 @@
 """DAG integrity (as in the Astro template): imports cleanly in a fresh Airflow home, with no Variable,
-Connection, database or network at parse time; retries on; one run at a time; the task chain is right."""
+Connection, database or network at parse time; retries on; one run at a time; the task chain and params are right."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ print(json.dumps({
     "retries": {t: dag.task_dict[t].retries for t in dag.task_dict} if dag else {},
     "max_active_runs": dag.max_active_runs if dag else None,
     "tags": sorted(dag.tags) if dag else [],
+    "params": sorted(dag.params) if dag else [],
+    "plan_args": dag.task_dict["transform"].application_args if dag and "transform" in dag.task_dict else None,
 }))
 """
 
@@ -53,3 +55,6 @@ def test_dag_parses_with_no_services(tmp_path):
     assert all(r >= 1 for r in info["retries"].values())
     assert info["max_active_runs"] == 1
     assert "nexgen" in info["tags"]
+    assert info["params"] == ["key", "operation", "prefix", "since", "to_batch"]
+    # the transform's --plan is extract's XCom, rendered at run time (nothing resolved at parse time)
+    assert info["plan_args"] == ["--plan", "{{ ti.xcom_pull(task_ids='extract')['plan_uri'] }}"]

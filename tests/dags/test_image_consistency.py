@@ -222,7 +222,7 @@ def test_environment_points_at_the_image_layout():
     assert env.get("NEXGEN_HOME") == "/usr/local/airflow"
     assert env.get("NEXGEN_JARS_DIR") == "/usr/local/airflow/jars/lib"
     # The code reads exactly these variables.
-    settings_src = (ROOT / "src" / "nexgen_etl" / "settings.py").read_text(encoding="utf-8")
+    settings_src = (ROOT / "src" / "nexgen_etl" / "core" / "settings.py").read_text(encoding="utf-8")
     assert '"NEXGEN_HOME"' in settings_src and '"NEXGEN_JARS_DIR"' in settings_src
 
 

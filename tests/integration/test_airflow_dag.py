@@ -219,7 +219,7 @@ def test_airflow_secret_masker_knows_the_secret(dag_runs):
     conn["extra"]["aws_session_token"] = "nexgen-Session-Token-5a1e"
     env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(conn)
     probe = ("from airflow.sdk.log import redact\n"
-             "from nexgen_etl.airflow.support import credentials_from_connection\n"
+             "from nexgen_etl.airflow.connections import credentials_from_connection\n"
              "c = credentials_from_connection('aws_default')\n"
              "line = f'connection: key={c.secret_access_key.reveal()} token={c.session_token.reveal()}'\n"
              "print(redact(line))\n")
@@ -237,7 +237,7 @@ def test_spark_ui_environment_page_shows_no_secret(dag_runs, tmp_path):
     import urllib.request
 
     from nexgen_etl.dev.local_services import free_port
-    from nexgen_etl.spark.submit import pyspark_home
+    from nexgen_etl.spark.jars import pyspark_home
 
     port = free_port()
     opts = (f"-Dspark.history.fs.logDirectory={(dag_runs['home'] / 'spark-events').as_uri()} "

@@ -69,7 +69,7 @@ def stored(world, ext: str):
 
 def test_numbers_match_the_manifest(world):
     rep = json.loads(stored(world, "json"))
-    m = read_manifest(LocalStore(world["out"]), world["batch"])
+    m = read_manifest(LocalStore(world["out"]), world["batch"]).to_dict()
     assert rep["batch_id"] == world["batch"] and rep["stage"] == "commit"
     assert rep["state_version"] == world["state"].version
     assert {c: rep["totals"][c] for c in COUNTS} == m["totals"]
@@ -86,7 +86,7 @@ def test_numbers_match_the_manifest(world):
 def test_reasons_match_the_published_quarantine(world):
     """The reasons, counted independently from the quarantine Parquet the batch published."""
     out = world["out"]
-    m = read_manifest(LocalStore(out), world["batch"])
+    m = read_manifest(LocalStore(out), world["batch"]).to_dict()
     counted = Counter()
     for files in m["outputs"]["quarantine"].values():
         for f in files:

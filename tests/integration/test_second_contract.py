@@ -347,7 +347,7 @@ def test_na_is_missing_and_only_required_columns_quarantine(world):
 
 # -- accounting ---------------------------------------------------------------------------------------------------
 def accounting(out: Path, result: dict) -> dict:
-    m = read_manifest(LocalStore(out), result["batch_id"])
+    m = read_manifest(LocalStore(out), result["batch_id"]).to_dict()
     assert m["contract"] == "sensor_readings"
     for key, acc in m["accounting"].items():
         assert acc["balanced"], (key, acc)
@@ -384,7 +384,7 @@ def test_row_accounting_balances(world):
     assert counts(af[FILE1]) == (228, 10, 1, 2, 69, 146)
     assert counts(af[FILE2]) == (55, 1, 0, 0, 20, 34)
     assert af[FILE1]["rows_out"] + af[FILE2]["rows_out"] == len(features(world["full"])) == 89
-    m = read_manifest(LocalStore(world["full"]), world["whole"][0]["batch_id"])
+    m = read_manifest(LocalStore(world["full"]), world["whole"][0]["batch_id"]).to_dict()
     assert m["totals"] == {"rows_read": 283, "rows_out": 89, "rows_quarantined": 11, "duplicates_exact": 1,
                            "duplicates_key": 2, "rows_merged": 180}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from nexgen_etl.core.contract import load_contract
+from nexgen_etl.core.contract import DEFAULT_CONTRACT, load_contract
 from nexgen_etl.spark.transform import clean
 
 C = load_contract()
@@ -101,7 +101,7 @@ def test_row_fates_without_a_rollup_in_one_projection(spark):
 
 
 def test_row_fates_with_a_rollup_merge_within_the_period(spark):
-    sensors = load_contract(Path(clean.__file__).parents[1] / "contracts" / "sensor_readings.yaml")
+    sensors = load_contract(DEFAULT_CONTRACT.with_name("sensor_readings.yaml"))
     cols = [c.raw_name for c in sensors.columns]
     rows = [("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),   # merged into the hour's last row
             ("2024-03-01T10:05:00Z", "a", "s1", "1", "90", "ok"),   # an exact repeat

@@ -146,7 +146,7 @@ def test_fill_only_inside_the_frame_spans(spark):
 
 
 def test_merge_spans():
-    from nexgen_etl.spark.job import merge_spans
+    from nexgen_etl.spark.spans import merge_spans
 
     s = [(D(2024, 1, 10), D(2024, 1, 12)), (D(2024, 1, 1), D(2024, 1, 3)), (D(2024, 1, 4), D(2024, 1, 4)),
          (D(2024, 1, 11), D(2024, 1, 20)), (D(2024, 2, 1), D(2024, 2, 1))]

@@ -11,14 +11,14 @@ from nexgen_etl.spark.transform.clean import CORRUPT, raw_schema_ddl
 
 
 class HadoopFS:
-    """exists / read_text / write_text / header lines for any Hadoop path (s3a://, file://, hdfs://)."""
+    """qualified / read_text / write_text for any Hadoop path (s3a://, file://, hdfs://)."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
         self.jvm = spark._jvm
         self.conf = spark._jsc.hadoopConfiguration()
         # each attribute step of jvm.org.apache.… is a round trip to the JVM: look the class and the file
-        # systems up once (a batch of 730 files spent 4 s qualifying its paths)
+        # systems up once (a batch qualifies each of its paths: docs/performance.md)
         self._path_class = self.jvm.org.apache.hadoop.fs.Path
         self._file_systems: dict[tuple[str, str], object] = {}
 
@@ -34,10 +34,6 @@ class HadoopFS:
         """The string Spark's input_file_name() gives for this path."""
         p, fs = self._path(uri)
         return fs.makeQualified(p).toUri().toString()
-
-    def exists(self, uri: str) -> bool:
-        p, fs = self._path(uri)
-        return bool(fs.exists(p))
 
     def read_text(self, uri: str) -> str | None:
         p, fs = self._path(uri)

@@ -7,40 +7,82 @@ Publishing the staged output is the `load` step's job (nexgen_etl.core.publish),
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import operator
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import date
 from functools import reduce
-from datetime import date, timedelta
 
-from pyspark import InheritableThread, StorageLevel
+from pyspark import StorageLevel
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from nexgen_etl.core import layout
 from nexgen_etl.core.catalog import Catalog
-from nexgen_etl.core.layout import CATALOG_KEY, PARTITION_OF, RESULT_NAME, STAGING_PREFIX
-from nexgen_etl.core.contract import Contract, contract_from_dict
+from nexgen_etl.core.contract import contract_from_dict
 from nexgen_etl.core.discovery import BatchPlan
 from nexgen_etl.core.faults import maybe_fail
+from nexgen_etl.core.results import QUARANTINED, FileAccounting, StagedResult
 from nexgen_etl.core.storage import spark_uri
+from nexgen_etl.spark.actions import Actions
+from nexgen_etl.spark.frames import TIMESTAMP_FORMAT, local_frame
 from nexgen_etl.spark.io import HadoopFS, read_csv_group
+from nexgen_etl.spark.sources import SourceFiles, with_source
+from nexgen_etl.spark.spans import (
+    IncrementalSpans,
+    Span,
+    earlier_version_dates,
+    in_spans,
+    incremental_spans,
+    lookback_days,
+    merge_spans,
+)
 from nexgen_etl.spark.transform import clean, features
 from nexgen_etl.spark.transform.features import PARTITION_COLUMN
-from nexgen_etl.spark.frames import TIMESTAMP_FORMAT, local_frame
 
 # The two large caches (the parsed rows, the marked frame) go to local disk uncompressed (DISK_ONLY with
 # spark.sql.inMemoryColumnarStorage.compressed off): the in-memory columnar compression chose an encoding value by
-# value (7 % of a large batch's samples), and uncompressed they do not fit a 1g heap. The OS's page cache holds them.
+# value, and uncompressed they do not fit a 1g heap. The OS's page cache holds them (docs/performance.md).
 CACHE = StorageLevel.DISK_ONLY
 
 
-def lookback_days(contract: Contract) -> int:
-    lb = contract.features.lookback
-    return lb if contract.period == "day" else -(-lb // 24)
+@dataclass
+class Gathered:
+    """What a run gathers on its way to the StagedResult: each batch file's rows by fate, its valid rows' days."""
+
+    counted: list[tuple[str, str, int]] = field(default_factory=list)  # (source key, fate or "rows_read", rows)
+    source_ranges: dict[str, dict] = field(default_factory=dict)  # source key -> {"min", "max"} of its valid days
+    new_dates: set[str] = field(default_factory=set)  # the days of the batch's valid rows
+    clean_dates: list[str] = field(default_factory=list)  # the clean partitions restaged
+    features_ranges: list[list[str]] = field(default_factory=list)  # [first, last] days of features recomputed
+    schemas: dict[str, str] = field(default_factory=dict)  # dataset -> its schema as published
+
+    def read(self, key: str, reason: str | None, day: date | None, n: int) -> None:
+        """n rows read from key: rejected for reason, or valid on day."""
+        self.counted.append((key, "rows_read", n))
+        if reason is not None:
+            self.counted.append((key, QUARANTINED + reason, n))
+            return
+        d = day.isoformat()
+        self.new_dates.add(d)
+        rng = self.source_ranges.setdefault(key, {"min": d, "max": d})
+        rng["min"], rng["max"] = min(rng["min"], d), max(rng["max"], d)
+
+    def accounting(self, plan: BatchPlan) -> dict[str, FileAccounting]:
+        """Each plan file's rows by fate; rows of a file outside the plan stop the job."""
+        out = {o.key: FileAccounting(file_rejected=plan.rejected.get(o.key)) for o in plan.objects}
+        for key, fate, n in self.counted:
+            if key not in out:
+                raise RuntimeError(f"rows from a path that is not in the plan: {key!r}")
+            out[key].add(fate, n)
+        return out
 
 
 class BatchJob:
@@ -52,7 +94,7 @@ class BatchJob:
         self.contract = contract_from_dict(plan.contract)
         self.fs = HadoopFS(spark)
         self.timings: dict[str, float] = {}
-        self.staging = f"{STAGING_PREFIX}{plan.batch_id}/"
+        self.batch_keys = [o.key for o in plan.objects]
         spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
 
     def uri(self, key: str) -> str:
@@ -63,7 +105,174 @@ class BatchJob:
         self.timings[name] = round(now - t0, 3)
         return now
 
-    def read_raw(self, files: "SourceFiles") -> DataFrame | None:
+    def run(self) -> StagedResult:
+        """Stage the batch: its quarantine, the clean dates it touches and the features those change, written side
+        by side; then each file's row accounting, and the StagedResult beside the staged files."""
+        t0 = time.monotonic()
+        catalog = Catalog.from_json(self.fs.read_text(self.uri(layout.CATALOG_KEY)))
+        if self.plan.batch_id in catalog.batches:
+            return StagedResult(self.plan.batch_id, catalog.version, status="already_published")
+        files = SourceFiles({o.key: o.etag for o in self.plan.objects}, catalog.sources)
+        gathered = Gathered()
+        with Actions(self.spark, self.timings) as actions:
+            parsed, valid = self.parse(files, actions, gathered)
+            t0 = self._timed("parse", t0)
+            # dates an earlier version of these files contributed to must be recomputed too (corrections)
+            gathered.clean_dates = sorted(gathered.new_dates | earlier_version_dates(
+                self.batch_keys, catalog.sources, catalog.partitions("clean")))
+            if gathered.clean_dates:
+                self.restage(catalog, files, parsed, valid, actions, gathered)
+        if parsed is not None:
+            parsed.unpersist()
+        t0 = self._timed("writes", t0)
+        accounting = gathered.accounting(self.plan)
+        self._timed("accounting", t0)
+        refuse_unbalanced(accounting)
+        result = self.result(catalog, gathered, accounting)
+        maybe_fail("transform.before_result")
+        self.fs.write_text(self.uri(layout.result_key(self.plan.batch_id)), result.to_json())
+        return result
+
+    # -- parse: the batch's rows, its quarantine, each file's rows counted ----------------------------------------
+    def parse(self, files: SourceFiles, actions: Actions,
+              gathered: Gathered) -> tuple[DataFrame | None, DataFrame | None]:
+        """The batch's rows parsed (cached) and their valid ones, None for both when no file could be read. Starts
+        the quarantine write, and counts each file's rows meanwhile: both read the parsed rows (cached once)."""
+        raw = self.read_raw(files)
+        parsed = None if raw is None else clean.parse_rows(raw, self.contract).persist(CACHE)
+        quarantine = self.quarantine(parsed, files)
+        if quarantine is not None:
+            actions.start("write_quarantine", self.write, quarantine, "quarantine")
+            gathered.schemas["quarantine"] = quarantine.schema.json()
+        if parsed is None:
+            return None, None
+        # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): no string
+        # formatted per row and sorted by its bytes, all alike in their first 8 (docs/performance.md, session 7)
+        day = clean.period_start(self.contract).cast("date")
+        self.count_rows(parsed, day, files, actions, gathered)
+        return parsed, clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
+
+    def quarantine(self, parsed: DataFrame | None, files: SourceFiles) -> DataFrame | None:
+        """The batch's rejected rows and one record per whole file that could not be read, reason "file:<why>"
+        (decided at extract), with their partition column; None when there are none."""
+        parts = [] if parsed is None else [with_source(clean.quarantine_rows(parsed), files, self.batch_keys)]
+        rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
+                    if (why := self.plan.rejected.get(o.key))]
+        if rejected:
+            rejects = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
+                                                        "detail string")
+            parts.append(rejects.select("_source_key", "_source_etag", F.lit(None).cast("long").alias("_row_id"),
+                                        F.concat(F.lit("file:"), "why").alias("reason"),
+                                        F.concat(F.lit("file:"), "why").alias("reasons"),
+                                        F.col("detail").alias("raw_values")))
+        if not parts:
+            return None
+        return reduce(DataFrame.unionByName, parts).withColumn(
+            layout.PARTITION_OF["quarantine"], F.substring(F.sha1("_source_key"), 1, 16))
+
+    def count_rows(self, parsed: DataFrame, day: SparkColumn, files: SourceFiles, actions: Actions,
+                   gathered: Gathered) -> None:
+        """One pass over the parsed rows counts each file's rows read and its rejects, and gives the dates of its
+        valid rows (an exact repeat has the date of the row it repeats)."""
+        reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
+        rows = actions.run("count_rows", lambda: parsed.groupBy(
+            clean.FILE, reason.alias("_q"), F.when(reason.isNull(), day).alias("_day")).count().collect())
+        for r in rows:
+            gathered.read(files.key(r[clean.FILE]), r["_q"], r["_day"], int(r["count"]))
+
+    # -- restage: the clean dates touched and the features they change --------------------------------------------
+    def restage(self, catalog: Catalog, files: SourceFiles, parsed: DataFrame | None, valid: DataFrame | None,
+                actions: Actions, gathered: Gathered) -> None:
+        """Writes the clean rows of the touched dates and the features they change, side by side, while the
+        batch's rows are counted by fate."""
+        c = self.contract
+        extents, moved = None, []
+        if features.fills(c):
+            # a moved first or last period adds or removes filled rows away from the new rows
+            extents, moved = self.entity_extents(catalog, valid)
+        spans = incremental_spans(gathered.clean_dates, moved, lookback_days(c))
+        frame, in_frame = self.frame(catalog, files, valid, spans.history)
+        # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate windows, the
+        # roll-up and the feature windows need no shuffle of their own, the features often no sort; cached with
+        # its marks, so that the clean write, the features and the accounting share them (the first of them to
+        # reach a partition computes it, the others wait for it and read it)
+        marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
+        kept = marked.where(~F.col("_exact_dup"))
+        clean_written = self.write_clean(kept, files, in_frame, actions, gathered)
+        self.write_features(kept, extents, spans, actions, gathered)
+        self.count_fates(marked, files, actions, gathered)
+        clean_written.result()  # every partition of `marked` is cached now: the parsed rows are not needed
+        if parsed is not None:
+            parsed.unpersist()
+        maybe_fail("transform.between_writes")
+
+    def frame(self, catalog: Catalog, files: SourceFiles, valid: DataFrame | None,
+              history: list[Span]) -> tuple[DataFrame, list[str]]:
+        """The batch's valid rows with the published clean rows of other files inside the history spans, and the
+        keys of the files whose rows it holds."""
+        hist = self.read_clean_history(catalog, history)
+        frame, in_frame = valid, list(self.batch_keys)
+        if hist is not None:
+            # the published rows of other files: their keys and ETags become file ids, as the batch's rows
+            hist_keys = files.published_within(history, exclude=self.batch_keys)
+            in_frame += hist_keys
+            hist = files.to_ids(hist.where(~self.published_in_batch()), files.frame(self.spark, hist_keys))
+            frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
+        return frame, in_frame
+
+    def write_clean(self, kept: DataFrame, files: SourceFiles, in_frame: list[str], actions: Actions,
+                    gathered: Gathered) -> Future:
+        """Starts the write of the touched dates' clean rows (exact repeats dropped); its future."""
+        published = kept.drop("_exact_dup", "_key_dup")
+        days = [date.fromisoformat(d) for d in gathered.clean_dates]
+        written = actions.start("write_clean", self.write, published.where(F.col(PARTITION_COLUMN).isin(days)),
+                                "clean", files, in_frame)
+        gathered.schemas["clean"] = published_schema(with_source(published, files, in_frame))
+        return written
+
+    def write_features(self, kept: DataFrame, extents: DataFrame | None, spans: IncrementalSpans,
+                       actions: Actions, gathered: Gathered) -> None:
+        """Starts the write of the features of the recomputed spans, from each (key, time)'s winner."""
+        c = self.contract
+        winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
+        periods = clean.rollup_to_period(winners, c)
+        if extents is not None:
+            periods = features.fill_missing_periods(periods, extents, c, spans.history)
+        gathered.features_ranges = [[a.isoformat(), b.isoformat()] for a, b in spans.recompute]
+        feats = features.finalize(features.build_features(periods, c), c)
+        feats = feats.where(reduce(operator.or_, [F.col(PARTITION_COLUMN).between(a, b) for a, b in spans.recompute]))
+        actions.start("write_features", self.write, feats, "features")
+        gathered.schemas["features"] = published_schema(feats)
+
+    def count_fates(self, marked: DataFrame, files: SourceFiles, actions: Actions, gathered: Gathered) -> None:
+        """Counts each batch row that reached the marked frame by (file, fate)."""
+        in_batch = F.col(clean.FILE).isin([files.ids[k] for k in self.batch_keys])
+        fates = clean.row_fates(marked, self.contract).where(in_batch)
+        gathered.counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
+            "count_fates", lambda: fates.groupBy(clean.FILE, "fate").count().collect())]
+
+    def result(self, catalog: Catalog, gathered: Gathered, accounting: dict[str, FileAccounting]) -> StagedResult:
+        return StagedResult(
+            batch_id=self.plan.batch_id,
+            catalog_version=catalog.version,
+            clean_partitions=gathered.clean_dates,
+            features_ranges=gathered.features_ranges,
+            # every source key owns one quarantine partition: replacing it drops an earlier version's rejects
+            quarantine_partitions=sorted(source_id(k) for k in self.batch_keys),
+            sources={o.key: {"etag": o.etag, **gathered.source_ranges.get(o.key, {"min": None, "max": None})}
+                     for o in self.plan.objects},
+            accounting=accounting,
+            schemas=gathered.schemas,
+            timings=self.timings,
+            spark_version=self.spark.version,
+        )
+
+    # -- reading and writing --------------------------------------------------------------------------------------
+    def published_in_batch(self) -> SparkColumn:
+        """A published row (which holds its key) of one of the batch's files: an earlier version of it."""
+        return F.col("_source_key").isin(self.batch_keys)
+
+    def read_raw(self, files: SourceFiles) -> DataFrame | None:
         """All readable plan files as string rows with their source columns, grouped by header so that columns
         are matched by name (reordered or extra columns are fine). Whole-file rejects were decided at extract."""
         c = self.contract
@@ -87,8 +296,7 @@ class BatchJob:
             else:
                 # map each file's path (as input_file_name() reports it) to its plan entry with a broadcast hash
                 # join: a literal map looked up per row scans all of its keys, which costs rows × files string
-                # comparisons. The plan's times are timestamps already (parsed per row, they were ~4 % of a
-                # profile's task samples).
+                # comparisons. The plan's times are timestamps already: none is parsed per row.
                 plan_df = local_frame(self.spark, [(self.fs.qualified(u), files.ids[o.key], o.last_modified)
                                                    for u, o in zip(uris, members)],
                                       f"_source_path string, {clean.FILE} int, _source_lm timestamp")
@@ -108,11 +316,10 @@ class BatchJob:
         df = self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
         return df.withColumn(PARTITION_COLUMN, F.col(PARTITION_COLUMN).cast("date"))  # a date, as in the job
 
-    def read_clean_history(self, catalog: Catalog, spans: list[tuple[date, date]]) -> DataFrame | None:
+    def read_clean_history(self, catalog: Catalog, spans: list[Span]) -> DataFrame | None:
         return self.read_clean(catalog.files("clean", [p for p in catalog.partitions("clean") if in_spans(p, spans)]))
 
-    def entity_extents(self, catalog: Catalog, batch_rows: DataFrame | None,
-                       published_in_batch) -> tuple[DataFrame, list[tuple[date, date]]]:
+    def entity_extents(self, catalog: Catalog, batch_rows: DataFrame | None) -> tuple[DataFrame, list[Span]]:
         """Each entity's first and last period over all clean rows once this batch is in, and the calendar days
         where a first or last period moved (the filled rows there appear or vanish).
 
@@ -128,7 +335,7 @@ class BatchJob:
         if pub is not None:
             pub = pub.select(*keys, c.time_column, "_source_key")
             old = pub.groupBy(*keys).agg(F.min(p).alias("_of"), F.max(p).alias("_ol"))
-            kept.append(pub.where(~published_in_batch).select(*keys, p))
+            kept.append(pub.where(~self.published_in_batch()).select(*keys, p))
         if batch_rows is not None:
             kept.append(batch_rows.select(*keys, p))
         if not kept:
@@ -150,320 +357,22 @@ class BatchJob:
         spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
         return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
 
-    def write(self, df: DataFrame, dataset: str, files: "SourceFiles | None" = None, keys: Sequence[str] = ()) -> None:
+    def write(self, df: DataFrame, dataset: str, files: SourceFiles | None = None, keys: Sequence[str] = ()) -> None:
         """df into the batch's staging folder, one file per partition value. files and keys: the source key and
         ETag to put in place of the file ids (with_source), after the shuffle (which they would only make larger)."""
-        part = PARTITION_OF[dataset]
+        part = layout.PARTITION_OF[dataset]
         df = df.repartition(part)
         if files is not None:
             df = with_source(df, files, keys)
         (df.write.mode("overwrite").option("compression", "snappy")
-         .partitionBy(part).parquet(self.uri(f"{self.staging}{dataset}")))
-
-    def run(self) -> dict:
-        t0 = time.monotonic()
-        c = self.contract
-        catalog = Catalog.from_json(self.fs.read_text(self.uri(CATALOG_KEY)))
-        if self.plan.batch_id in catalog.batches:
-            return {"batch_id": self.plan.batch_id, "status": "already_published"}
-        batch_keys = [o.key for o in self.plan.objects]
-        files = SourceFiles({o.key: o.etag for o in self.plan.objects}, catalog.sources)
-        raw = self.read_raw(files)
-        in_batch = F.col(clean.FILE).isin([files.ids[k] for k in batch_keys])
-        published_in_batch = F.col("_source_key").isin(batch_keys)  # in published rows, which hold the key
-        schemas: dict[str, str] = {}
-        counted: list[tuple[str, str, int]] = []  # (source key, fate or "rows_read", rows)
-        quarantines: list[DataFrame] = []
-        source_ranges: dict[str, dict] = {}
-        new_dates: set[str] = set()
-        parsed = valid = None
-        actions = Actions(self.spark, self.timings)
-        try:
-            if raw is not None:
-                parsed = clean.parse_rows(raw, c).persist(CACHE)
-                quarantines.append(with_source(clean.quarantine_rows(parsed), files, batch_keys))
-            rejected = [(o.key, o.etag, why["reason"], why.get("detail", "")) for o in self.plan.objects
-                        if (why := self.plan.rejected.get(o.key))]
-            if rejected:  # whole files that could not be read: one quarantine record each, reason "file:<why>"
-                rejects = local_frame(self.spark, rejected, "_source_key string, _source_etag string, why string, "
-                                                            "detail string")
-                quarantines.append(rejects.select("_source_key", "_source_etag",
-                                                  F.lit(None).cast("long").alias("_row_id"),
-                                                  F.concat(F.lit("file:"), "why").alias("reason"),
-                                                  F.concat(F.lit("file:"), "why").alias("reasons"),
-                                                  F.col("detail").alias("raw_values")))
-            if quarantines:
-                quarantine = reduce(DataFrame.unionByName, quarantines).withColumn(
-                    "source_id", F.substring(F.sha1("_source_key"), 1, 16))
-                # written while the rows are counted below: both read the parsed rows (cached once, shared)
-                actions.start("write_quarantine", self.write, quarantine, "quarantine")
-                schemas["quarantine"] = quarantine.schema.json()
-            if parsed is not None:
-                # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): a
-                # string formatted per row and sorted by its bytes, all alike in their first 8, cost several %
-                day = clean.period_start(c).cast("date")
-                reason = F.when(F.size(clean.REASONS) > 0, F.col(clean.REASONS)[0])  # the primary one; null: valid
-                # one pass over the parsed rows counts each file's rows read and its rejects, and gives the dates
-                # of its valid rows (an exact repeat has the date of the row it repeats)
-                for r in actions.run("count_rows", lambda: parsed.groupBy(
-                        clean.FILE, reason.alias("_q"), F.when(reason.isNull(), day).alias("_day")).count().collect()):
-                    key, n = files.key(r[clean.FILE]), int(r["count"])
-                    counted.append((key, "rows_read", n))
-                    if r["_q"] is not None:
-                        counted.append((key, "q:" + r["_q"], n))
-                        continue
-                    d = r["_day"].isoformat()
-                    new_dates.add(d)
-                    rng = source_ranges.setdefault(key, {"min": d, "max": d})
-                    rng["min"], rng["max"] = min(rng["min"], d), max(rng["max"], d)
-                valid = clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)
-            t0 = self._timed("parse", t0)
-
-            # Dates an earlier version of these files contributed to must be recomputed too (corrections).
-            old_dates = set()
-            for key in batch_keys:
-                prev = catalog.sources.get(key)
-                if prev and prev.get("min"):
-                    old_dates |= {p for p in catalog.partitions("clean") if prev["min"] <= p <= prev["max"]}
-            clean_dates = sorted(new_dates | old_dates)
-            features_ranges: list[list[str]] = []
-            if clean_dates:
-                lb = lookback_days(c)
-                touched = [(date.fromisoformat(d), date.fromisoformat(d)) for d in clean_dates]
-                extents = None
-                if features.fills(c):
-                    # a moved first or last period adds or removes filled rows away from the new rows
-                    extents, moved = self.entity_extents(catalog, valid, published_in_batch)
-                    touched += moved
-                # features at t read t-lb … t: recompute each touched span and the lb days after it, reading the
-                # lb days before it back from the published clean data; far-apart spans stay separate
-                spans = merge_spans(touched)
-                history = merge_spans([(a - timedelta(days=lb), b + timedelta(days=lb)) for a, b in spans])
-                recompute = merge_spans([(a, b + timedelta(days=lb)) for a, b in spans])
-                hist = self.read_clean_history(catalog, history)
-                frame = valid
-                in_frame = list(batch_keys)
-                if hist is not None:
-                    # the published rows of other files: their keys and ETags become file ids, as the batch's rows
-                    hist_keys = files.published_within(history, exclude=batch_keys)
-                    in_frame += hist_keys
-                    hist = files.to_ids(hist.where(~published_in_batch), files.frame(self.spark, hist_keys))
-                    frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
-                # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate
-                # windows, the roll-up and the feature windows need no shuffle of their own, the features often no
-                # sort; cached with its marks, so that the clean write, the features and the accounting share them
-                # (the first of them to reach a partition computes it, the others wait for it and read it)
-                marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
-                kept = marked.where(~F.col("_exact_dup"))
-                published = kept.drop("_exact_dup", "_key_dup")
-                clean_written = actions.start(
-                    "write_clean", self.write,
-                    published.where(F.col(PARTITION_COLUMN).isin([date.fromisoformat(d) for d in clean_dates])),
-                    "clean", files, in_frame)
-                schemas["clean"] = published_schema(with_source(published, files, in_frame))
-
-                winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
-                periods = clean.rollup_to_period(winners, c)
-                if extents is not None:
-                    periods = features.fill_missing_periods(periods, extents, c, history)
-                features_ranges = [[a.isoformat(), b.isoformat()] for a, b in recompute]
-                feats = features.finalize(features.build_features(periods, c), c)
-                feats = feats.where(reduce(lambda x, y: x | y, [F.col(PARTITION_COLUMN).between(a, b)
-                                                                for a, b in recompute]))
-                actions.start("write_features", self.write, feats, "features")
-                schemas["features"] = published_schema(feats)
-
-                # one row per batch row that reached the marked frame: (file id, fate)
-                fates = clean.row_fates(marked, c).where(in_batch)
-                counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
-                    "count_fates", lambda: fates.groupBy(clean.FILE, "fate").count().collect())]
-                clean_written.result()  # every partition of `marked` is cached now: the parsed rows are not needed
-                if parsed is not None:
-                    parsed.unpersist()
-                maybe_fail("transform.between_writes")
-            actions.wait()
-        except BaseException:
-            actions.cancel()
-            raise
-        finally:
-            actions.join()
-        if parsed is not None:
-            parsed.unpersist()
-        t0 = self._timed("writes", t0)
-
-        accounting = {k: {"rows_read": 0, "rows_out": 0, "rows_quarantined": 0, "quarantine_reasons": {},
-                          "duplicates_exact": 0, "duplicates_key": 0, "rows_merged": 0,
-                          "file_rejected": self.plan.rejected.get(k)} for k in batch_keys}
-        for key, fate, n in counted:
-            if key not in accounting:
-                raise RuntimeError(f"rows from a path that is not in the plan: {key!r}")
-            acc = accounting[key]
-            if fate.startswith("q:"):
-                acc["rows_quarantined"] += n
-                acc["quarantine_reasons"][fate[2:]] = acc["quarantine_reasons"].get(fate[2:], 0) + n
-            elif fate == "out":
-                acc["rows_out"] += n
-            elif fate == "merged":
-                acc["rows_merged"] += n
-            else:
-                acc[fate] += n
-        self._timed("accounting", t0)
-        for acc in accounting.values():
-            acc["balanced"] = acc["rows_read"] == (acc["rows_out"] + acc["rows_quarantined"] + acc["duplicates_exact"]
-                                                   + acc["duplicates_key"] + acc["rows_merged"])
-        if not all(a["balanced"] for a in accounting.values()):
-            raise RuntimeError(f"row accounting does not add up: {json.dumps(accounting)[:2000]}")
-        result = {
-            "batch_id": self.plan.batch_id,
-            "status": "staged",
-            "catalog_version": catalog.version,
-            "clean_partitions": clean_dates,
-            "features_ranges": features_ranges,
-            # every source key owns one quarantine partition: replacing it drops an earlier version's rejects
-            "quarantine_partitions": sorted(source_id(k) for k in batch_keys),
-            "sources": {o.key: {"etag": o.etag, **source_ranges.get(o.key, {"min": None, "max": None})}
-                        for o in self.plan.objects},
-            "accounting": accounting,
-            "schemas": schemas,
-            "timings": self.timings,
-            "spark_version": self.spark.version,
-        }
-        maybe_fail("transform.before_result")
-        self.fs.write_text(self.uri(self.staging + RESULT_NAME), json.dumps(result, indent=1, sort_keys=True))
-        return result
+         .partitionBy(part).parquet(self.uri(layout.staged_dataset_dir(self.plan.batch_id, dataset))))
 
 
-class Actions:
-    """Spark actions run side by side, each from its own driver thread (PySpark's pinned threads: one JVM thread
-    each): while the driver plans and compiles one job, another's tasks use the cores. A small batch is mostly
-    such driver work (docs/performance.md). Each action's own seconds go to timings under its name."""
-
-    def __init__(self, spark: SparkSession, timings: dict[str, float]) -> None:
-        self.spark = spark
-        self.timings = timings
-        self.threads: list[InheritableThread] = []
-        self.futures: list[Future] = []
-
-    def run(self, name: str, fn, *args):
-        """fn(*args) in this thread, timed."""
-        t0 = time.monotonic()
-        try:
-            return fn(*args)
-        finally:
-            self.timings[name] = round(time.monotonic() - t0, 3)
-
-    def start(self, name: str, fn, *args) -> Future:
-        """fn(*args) in a new thread; its result (or exception) in the returned future."""
-        future: Future = Future()
-
-        def target() -> None:
-            try:
-                future.set_result(self.run(name, fn, *args))
-            except BaseException as e:  # noqa: BLE001 (handed to whoever waits for the future)
-                future.set_exception(e)
-
-        thread = InheritableThread(target=target, name=f"nexgen-{name}", daemon=True)
-        thread.start()
-        self.threads.append(thread)
-        self.futures.append(future)
-        return future
-
-    def wait(self) -> None:
-        """Every started action finished; the first failure (in start order) raised."""
-        for future in self.futures:
-            future.result()
-
-    def cancel(self) -> None:
-        """Stop the jobs still running (after a failure: their output would be discarded with the staging)."""
-        if any(not f.done() for f in self.futures):
-            self.spark.sparkContext.cancelAllJobs()
-
-    def join(self) -> None:
-        for thread in self.threads:
-            thread.join()
-
-
-class SourceFiles:
-    """The raw files whose rows can meet in a batch's frame (the batch's and every published one), each numbered
-    by the order of its key: the rows carry that int (clean.FILE), which sorts as the key does, through the caches,
-    the shuffles and the sort instead of the key and ETag strings (~80 bytes a row); the writes put the strings
-    back (with_source)."""
-
-    def __init__(self, batch: dict[str, str], published: dict[str, dict]) -> None:
-        self.keys = sorted(set(batch) | set(published))
-        self.ids = {k: i for i, k in enumerate(self.keys)}
-        # a published key's rows all hold the ETag its catalog entry holds: a new version replaces all of them
-        self.etags = {**{k: v.get("etag") for k, v in published.items()}, **batch}
-        self.published = published
-
-    def key(self, file_id: int | None) -> str:
-        if file_id is None:
-            raise RuntimeError("rows from a path that is not in the plan")
-        return self.keys[file_id]
-
-    def published_within(self, spans: list[tuple[date, date]], exclude: list[str]) -> list[str]:
-        """Published keys with clean rows on a day inside the spans (their valid rows' day range meets one)."""
-        skip = set(exclude)
-        return sorted(k for k, v in self.published.items() if k not in skip and v.get("min")
-                      and any(v["min"] <= b.isoformat() and a.isoformat() <= v["max"] for a, b in spans))
-
-    def frame(self, spark: SparkSession, keys: list[str]) -> DataFrame:
-        """(file id, `_source_key`, `_source_etag`) for these keys."""
-        return local_frame(spark, [(self.ids[k], k, self.etags[k]) for k in keys],
-                           f"{clean.FILE} int, _source_key string, _source_etag string")
-
-    @staticmethod
-    def to_ids(published: DataFrame, frame: DataFrame) -> DataFrame:
-        """Published rows (key and ETag columns) with the file id in their place; a key the frame does not hold
-        stops the job (its rows would otherwise have no id, and no winner order)."""
-        out = published.join(F.broadcast(frame.select(clean.FILE, "_source_key")), "_source_key", "left")
-        missing = F.raise_error(F.concat(F.lit("a published row's source is not in the catalog: "), "_source_key"))
-        return out.select(F.coalesce(F.col(clean.FILE), missing.cast("int")).alias(clean.FILE),
-                          *[c for c in published.columns if c not in (clean.FILE, "_source_key", "_source_etag")])
-
-
-# Up to this many source files, with_source looks a row's key and ETag up in literals, above with a broadcast join
-LITERAL_SOURCES = 8
-
-
-def with_source(df: DataFrame, files: SourceFiles, keys: Sequence[str]) -> DataFrame:
-    """df with `_source_key` and `_source_etag` first, in place of the file id (as published). Every row's file
-    must be one of keys: another stops the job.
-
-    A few files' keys and ETags are literals chosen per row (a small batch's rows mostly come from one file): no
-    broadcast, whose job (planned, compiled and run on the driver) cost a small batch ~1 s. More files are joined
-    from a broadcast table."""
-    rest = [c for c in df.columns if c != clean.FILE]
-    fid = F.col(clean.FILE)
-    missing = F.raise_error(F.concat(F.lit("a row's file id is not among its sources: "), fid.cast("string")))
-    if len(keys) <= LITERAL_SOURCES:
-        def pick(values: list) -> SparkColumn:
-            out = None
-            for k, v in zip(keys, values):
-                out = (F.when if out is None else out.when)(fid == files.ids[k], F.lit(v))
-            return missing if out is None else out.otherwise(missing)
-
-        key, etag = pick(keys), pick([files.etags[k] for k in keys])
-    else:
-        df = df.join(F.broadcast(files.frame(df.sparkSession, keys)), clean.FILE, "left")
-        key = F.coalesce(F.col("_source_key"), missing)
-        etag = F.when(F.col("_source_key").isNotNull(), F.col("_source_etag")).otherwise(missing)
-    return df.select(key.cast("string").alias("_source_key"), etag.cast("string").alias("_source_etag"), *rest)
-
-
-def merge_spans(spans: Iterable[tuple[date, date]]) -> list[tuple[date, date]]:
-    """Closed day spans, sorted, with overlapping or adjacent ones merged."""
-    out: list[tuple[date, date]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1] + timedelta(days=1):
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def in_spans(day: str, spans: list[tuple[date, date]]) -> bool:
-    return any(a.isoformat() <= day <= b.isoformat() for a, b in spans)
+def refuse_unbalanced(accounting: dict[str, FileAccounting]) -> None:
+    """Every file's rows read are accounted for exactly once, or the job stops before its result is written."""
+    if not all(a.balanced for a in accounting.values()):
+        detail = json.dumps({k: a.to_dict() for k, a in accounting.items()})
+        raise RuntimeError(f"row accounting does not add up: {detail[:2000]}")
 
 
 def published_schema(df: DataFrame) -> str:
@@ -475,8 +384,6 @@ def published_schema(df: DataFrame) -> str:
 
 def source_id(key: str) -> str:
     """The quarantine partition of a raw key (same as sha1 in Spark)."""
-    import hashlib
-
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
@@ -498,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         plan = BatchPlan.from_json(text)
         result = BatchJob(spark, plan).run()
-        print(f"nexgen-etl: batch {plan.batch_id}: {result['status']}")
+        print(f"nexgen-etl: batch {plan.batch_id}: {result.status}")
         return 0
     finally:
         spark.stop()

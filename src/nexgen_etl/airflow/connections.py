@@ -1,0 +1,78 @@
+"""Settings and credentials from the Airflow Connection `aws_default` (and the Variables naming the locations).
+
+Imported only inside task code (never at DAG parse time), so parsing the DAG touches no Connection or network.
+Airflow names are the public ones: `airflow.sdk` (BaseHook, Variable), `airflow.sdk.log` (mask_secret) and the
+Amazon provider's AwsBaseHook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.run.preflight import SetupError
+
+AWS_CONN_ID = "aws_default"
+
+
+def aws_hook(conn_id: str = AWS_CONN_ID):
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+
+
+def require_connection(conn_id: str) -> None:
+    """Fail with one line when the Connection does not exist (the AWS hook would silently fall back to boto3's
+    default credential chain)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException moved between Airflow versions
+        if "not defined" in str(exc) or "NotFound" in type(exc).__name__:
+            raise SetupError(f"Airflow connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} "
+                             "or add it under Admin → Connections") from None
+        raise
+
+
+def mask_credentials(*secrets: str | None) -> None:
+    """Tell Airflow's secret masker (task process and supervisor) about the keys actually used. Airflow masks
+    the connection's password and sensitive extra fields when it loads the connection, but keys the hook gets
+    at run time (a profile, an assumed role's STS session) never pass through the connection."""
+    from airflow.sdk.log import mask_secret
+
+    for s in secrets:
+        if s:
+            mask_secret(s)
+
+
+def credentials_from_connection(conn_id: str = AWS_CONN_ID) -> AwsCredentials:
+    """Credentials of the Airflow Connection (one clear error naming it when they are missing)."""
+    require_connection(conn_id)
+    try:
+        creds = aws_hook(conn_id).get_credentials()
+    except Exception as exc:  # noqa: BLE001
+        raise SetupError(f"AWS connection {conn_id!r}: cannot get credentials ({type(exc).__name__})") from None
+    if not creds or not creds.access_key or not creds.secret_key:
+        raise SetupError(f"AWS connection {conn_id!r} has no access key / secret key")
+    mask_credentials(creds.secret_key, creds.token)
+    return AwsCredentials(creds.access_key, Secret(creds.secret_key), Secret(creds.token) if creds.token else None)
+
+
+def settings_from_airflow(conn_id: str = AWS_CONN_ID) -> Settings:
+    """Settings from the environment, with the S3 endpoint and region of the Airflow Connection and the
+    locations from the Variables nexgen_raw_url / nexgen_output_url when they are set."""
+    from airflow.sdk import Variable
+
+    require_connection(conn_id)
+    hook = aws_hook(conn_id)
+    base = Settings.from_env()
+    endpoint = hook.conn_config.endpoint_url or base.s3.endpoint_url
+    s3 = S3Settings(endpoint_url=endpoint, region=hook.conn_region_name or base.s3.region,
+                    path_style=bool(endpoint) or base.s3.path_style)
+    return dataclasses.replace(
+        base, s3=s3,
+        raw_url=Variable.get("nexgen_raw_url", default=None) or base.raw_url,
+        output_url=Variable.get("nexgen_output_url", default=None) or base.output_url,
+        contract_path=Variable.get("nexgen_contract", default=None) or base.contract_path,
+    )
