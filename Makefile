@@ -28,10 +28,11 @@ airflow: setup
 TEST_WORKERS ?= 2
 
 test: setup-test
+	$(VENV)/bin/ruff check src tests bench dags include
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup-test
-	$(VENV)/bin/pytest tests/unit tests/dags $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/unit tests/dags tests/setup $(PYTEST_ARGS)
 
 # Benchmark (see bench/run.py): BENCH_STORES/BENCH_SKUS/BENCH_DAYS (default 50×200×730), BENCH_REPS (3),
 # BENCH_SECTIONS (a,b,c,d), BENCH_DISCOVERY_OBJECTS (100000; 0 skips). Data under bench/data (git-ignored).

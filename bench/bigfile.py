@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nexgen_etl.dev.local_services import MotoServer  # noqa: E402
 from tests.bigfile import run_big_batch  # noqa: E402
+
+from nexgen_etl.dev.local_services import MotoServer  # noqa: E402
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
-from pathlib import Path
 
 from nexgen_etl.core.contract import load_contract
 from nexgen_etl.core.discovery import discover_new_objects, listing_start_after
@@ -70,12 +69,11 @@ def discover(store, wm: Watermark, contract, counter: CallCounter) -> dict:
 
 
 def run(n: int = 100_000, threads: int = 32) -> dict:
+    import boto3
     from botocore.config import Config
 
-    import boto3
-
-    from nexgen_etl.dev.local_services import MotoServer
     from nexgen_etl.core.storage import S3Store
+    from nexgen_etl.dev.local_services import MotoServer
 
     with MotoServer() as moto:
         client = boto3.session.Session().client(

@@ -24,7 +24,7 @@ import socket
 import statistics
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,15 +33,14 @@ sys.path.insert(0, str(HERE))
 
 from gen import BenchSpec, generate  # noqa: E402
 from measure import Sample, run_measured  # noqa: E402
-
 from nexgen_etl.core.contract import load_contract  # noqa: E402
 from nexgen_etl.core.layout import result_key  # noqa: E402
-from nexgen_etl.run.pipeline import Pipeline  # noqa: E402
 from nexgen_etl.core.settings import Settings  # noqa: E402
-from nexgen_etl.spark.jars import spark_submit_binary  # noqa: E402
-from nexgen_etl.spark.submit import input_bytes, submit_spec  # noqa: E402
 from nexgen_etl.core.state import FileStateStore  # noqa: E402
 from nexgen_etl.core.storage import LocalStore  # noqa: E402
+from nexgen_etl.run.pipeline import Pipeline  # noqa: E402
+from nexgen_etl.spark.jars import spark_submit_binary  # noqa: E402
+from nexgen_etl.spark.submit import input_bytes, submit_spec  # noqa: E402
 
 PY = sys.executable
 BENCH_KEY = "AKIABENCH0000000001"  # moto accepts any credentials; these are not real
@@ -124,9 +123,9 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
 
 # -- the CLI end to end through moto ------------------------------------------------------------------------------
 def small_e2e(meta: dict, work: Path) -> tuple[Sample, dict]:
-    from nexgen_etl.dev.local_services import MotoServer, create_buckets
     from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
     from nexgen_etl.core.storage import S3Store, s3_client
+    from nexgen_etl.dev.local_services import MotoServer, create_buckets
 
     work.mkdir(parents=True, exist_ok=True)
     with MotoServer(log_path=work / "moto.log") as moto:
@@ -300,7 +299,8 @@ TARGETS = {"a_full": "≤3.0× duckdb", "c_small_e2e": "≤20 s", "d_incremental
 
 def print_table(summary: dict, meta: dict) -> None:
     s = meta["spec"]
-    print(f"\nNexGen ETL bench: {s['stores']} stores × {s['skus']} SKUs × {s['days']} days = {meta['full']['rows']} rows, "
+    print(f"\nNexGen ETL bench: {s['stores']} stores × {s['skus']} SKUs × {s['days']} days = "
+          f"{meta['full']['rows']} rows, "
           f"{meta['full']['bytes'] / 1e6:.0f} MB CSV in {s['files']} files; medians")
     head = f"{'run':<15}{'n':>3}{'wall s':>9}{'cpu s':>9}{'peak MB':>9}{'rows':>10}{'rows/s':>10}{'MB/s':>8}  ratio"
     print(head)

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from nexgen_etl.dev.local_services import MotoServer, create_buckets
 from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.dev.local_services import MotoServer, create_buckets
 
 # A distinctive secret: leak tests search every output for it.
 TEST_ACCESS_KEY = "AKIANEXGENTEST0001"

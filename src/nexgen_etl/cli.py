@@ -6,15 +6,12 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from nexgen_etl.core.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
 
 log = logging.getLogger("nexgen_etl")
 
@@ -59,9 +56,8 @@ def cmd_generate(args) -> int:
     print(f"wrote {len(files)} files, {total / 1e6:.1f} MB, under {args.out}")
     if args.upload:
         settings = _settings(args)
-        from nexgen_etl.core.storage import open_store, s3_client
-
         from nexgen_etl.core.progress import Progress
+        from nexgen_etl.core.storage import open_store, s3_client
 
         store = open_store(args.upload, lambda: s3_client(settings.s3, _credentials()))
         progress = Progress(log, f"upload to {store.url}: files", total=len(files))
@@ -75,7 +71,6 @@ def cmd_generate(args) -> int:
 
 def cmd_run(args) -> int:
     from nexgen_etl.run.pipeline import build_pipeline
-
     from nexgen_etl.run.preflight import boto3_credential_source, preflight
 
     settings = _settings(args)
@@ -93,9 +88,9 @@ def cmd_run(args) -> int:
 
 def cmd_step(args) -> int:
     """Single steps, for the include/scripts shims and for operators who want to drive a batch by hand."""
-    from nexgen_etl.run.pipeline import build_pipeline
     from nexgen_etl.core.publish import read_manifest
     from nexgen_etl.core.results import Manifest
+    from nexgen_etl.run.pipeline import build_pipeline
 
     settings = _settings(args)
     creds = _credentials()
@@ -173,7 +168,8 @@ def cmd_status(args) -> int:
     print("recent batches:")
     for b in wm.recent_batches[-args.last:]:
         print(f"  {b['batch_id']}  files={b.get('files')} read={b.get('rows_read')} out={b.get('rows_out')} "
-              f"quarantined={b.get('rows_quarantined')} dups={b.get('duplicates_exact', 0) + b.get('duplicates_key', 0)}"
+              f"quarantined={b.get('rows_quarantined')} "
+              f"dups={b.get('duplicates_exact', 0) + b.get('duplicates_key', 0)}"
               f"  at {b.get('committed_at')}")
     return 0
 
@@ -302,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--days", type=int, default=35, help="days of sample data in the first drop")
     d.set_defaults(func=cmd_demo)
 
-    a = sub.add_parser("airflow", help="the Airflow UI on this machine (standalone, local S3, sample data); Ctrl-C stops")
+    a = sub.add_parser("airflow",
+                       help="the Airflow UI on this machine (standalone, local S3, sample data); Ctrl-C stops")
     a.add_argument("--port", type=int, default=8080, help="API server / UI port (0: a free port)")
     a.add_argument("--home", help="AIRFLOW_HOME (default .nexgen/airflow)")
     a.add_argument("--days", type=int, default=35, help="days of sample data to upload (0: none)")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from nexgen_etl.dev.airflow_local import session_processes
-from nexgen_etl.dev.local_services import LOADING_BUCKET
 from nexgen_etl.core.publish import read_catalog
 from nexgen_etl.core.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret
 from nexgen_etl.core.storage import S3Store, s3_client
+from nexgen_etl.dev.airflow_local import session_processes
+from nexgen_etl.dev.local_services import LOADING_BUCKET
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

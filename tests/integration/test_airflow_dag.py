@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nexgen_etl.dev.local_services import airflow_env, create_buckets
 from nexgen_etl.core.publish import read_catalog
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.storage import S3Store
+from nexgen_etl.dev.local_services import airflow_env, create_buckets
+from nexgen_etl.dev.sample import SampleSpec, generate
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -103,10 +103,9 @@ def test_failed_load_is_retried_by_airflow_and_publishes_once(dag_runs):
     on_disk = {o.key for o in store.list("features/") if o.key.endswith(".parquet")}
     assert on_disk == live and len(live) == 10
     import io
+    import json
 
     import pyarrow.parquet as pq
-
-    import json
 
     rows = sum(pq.read_metadata(io.BytesIO(store.get_bytes(k))).num_rows for k in live)
     manifest = json.loads(store.get_bytes(f"_manifests/{cat.batches[0]}.json"))

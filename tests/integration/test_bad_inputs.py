@@ -12,9 +12,9 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.dev.local_services import create_buckets
 from nexgen_etl.core.publish import read_catalog
 from nexgen_etl.core.storage import S3Store
+from nexgen_etl.dev.local_services import create_buckets
 from tests.integration.test_exactly_once import make_pipeline, run_until_empty
 
 H = "date,store_id,sku,units_sold,unit_price,promo"

@@ -121,10 +121,10 @@ def test_expired_session_token(expiring_proxy, aws_env, tmp_path, buckets):
 def test_credentials_refused_in_the_middle_of_a_run(expiring_proxy, tmp_path, buckets):
     """A session token that expires after the preflight: the next S3 call of the run (here discover's listing)
     fails with the same one line naming the credential source, instead of a bare botocore ClientError."""
-    from nexgen_etl.run.pipeline import build_pipeline
-    from nexgen_etl.run.preflight import SetupError
     from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
     from nexgen_etl.core.state import FileStateStore
+    from nexgen_etl.run.pipeline import build_pipeline
+    from nexgen_etl.run.preflight import SetupError
 
     raw, out = buckets
     settings = Settings(raw_url=f"s3://{raw}/", output_url=f"s3://{out}/",

@@ -25,11 +25,11 @@ import yaml
 
 from nexgen_etl.core.catalog import CATALOG_KEY, Catalog
 from nexgen_etl.core.contract import DEFAULT_CONTRACT, parse_contract
-from nexgen_etl.spark.job import BatchJob
-from nexgen_etl.run.pipeline import Pipeline
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.core.state import FileStateStore
 from nexgen_etl.core.storage import LocalStore
+from nexgen_etl.run.pipeline import Pipeline
+from nexgen_etl.spark.job import BatchJob
 
 SEED = int(os.environ.get("NEXGEN_PROPERTY_SEED", "20261126"))
 LANES = int(os.environ.get("NEXGEN_PROPERTY_LANES", "50"))

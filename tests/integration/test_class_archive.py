@@ -6,9 +6,9 @@ import dataclasses
 import os
 import subprocess
 
-from nexgen_etl.spark.local.class_archive import archive_path
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.spark.jars import spark_submit_binary
+from nexgen_etl.spark.local.class_archive import archive_path
 from nexgen_etl.spark.local.jvm import local_class_path
 from nexgen_etl.spark.submit import submit_spec
 

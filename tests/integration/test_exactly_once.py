@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -16,14 +16,14 @@ import pytest
 
 from nexgen_etl.core.contract import load_contract
 from nexgen_etl.core.faults import POINTS, InjectedFault
-from nexgen_etl.spark.job import BatchJob
-from nexgen_etl.dev.local_services import create_buckets
-from nexgen_etl.run.pipeline import Pipeline
 from nexgen_etl.core.publish import read_catalog
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.core.state import FileStateStore, LeaseHeldError
 from nexgen_etl.core.storage import LocalStore, S3Store
+from nexgen_etl.dev.local_services import create_buckets
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.run.pipeline import Pipeline
+from nexgen_etl.spark.job import BatchJob
 
 KEYS = ["store_id", "sku", "date"]
 

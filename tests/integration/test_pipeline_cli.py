@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.storage import S3Store
+from nexgen_etl.dev.sample import SampleSpec, generate
 from tests import reference
 
 CLI = str(Path(sys.executable).parent / "nexgen-etl")
@@ -54,9 +54,9 @@ def scenario(tmp_path_factory, moto_server, credentials):
     then one full run of all files into a second output bucket."""
     import uuid
 
-    from nexgen_etl.dev.local_services import create_buckets
     from nexgen_etl.core.settings import S3Settings
     from nexgen_etl.core.storage import s3_client
+    from nexgen_etl.dev.local_services import create_buckets
 
     s3 = s3_client(S3Settings(endpoint_url=moto_server.url, path_style=True), credentials)
     sfx = uuid.uuid4().hex[:6]

@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from nexgen_etl.core.contract import load_contract
-from nexgen_etl.spark.job import BatchJob
-from nexgen_etl.run.pipeline import Pipeline
 from nexgen_etl.core.publish import read_catalog, read_manifest
 from nexgen_etl.core.report import STEPS, report_key
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.core.state import FileStateStore
 from nexgen_etl.core.storage import LocalStore
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.run.pipeline import Pipeline
+from nexgen_etl.spark.job import BatchJob
 
 CLI = str(Path(sys.executable).parent / "nexgen-etl")
 COUNTS = ("rows_read", "rows_out", "rows_quarantined", "duplicates_exact", "duplicates_key", "rows_merged")

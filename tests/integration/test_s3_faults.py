@@ -4,7 +4,6 @@ what a run without faults gives; persistent ones fail the run with a clear error
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import uuid
 
@@ -13,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from nexgen_etl.core.contract import load_contract
-from nexgen_etl.dev.local_services import create_buckets
-from nexgen_etl.run.pipeline import Pipeline
 from nexgen_etl.core.publish import read_catalog
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.settings import S3Settings, Settings
 from nexgen_etl.core.state import FileStateStore
 from nexgen_etl.core.storage import S3Store, s3_client
+from nexgen_etl.dev.local_services import create_buckets
+from nexgen_etl.dev.sample import SampleSpec, generate
+from nexgen_etl.run.pipeline import Pipeline
 from tests.faultproxy import FaultProxy, FaultRule
 from tests.integration.test_exactly_once import run_until_empty, spark_transform
 

@@ -20,12 +20,12 @@ import pytest
 
 import nexgen_etl.core.contract as contract_module
 from nexgen_etl.core.contract import load_contract
-from nexgen_etl.spark.job import BatchJob
-from nexgen_etl.run.pipeline import Pipeline
 from nexgen_etl.core.publish import read_catalog, read_manifest
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.core.state import FileStateStore
 from nexgen_etl.core.storage import LocalStore
+from nexgen_etl.run.pipeline import Pipeline
+from nexgen_etl.spark.job import BatchJob
 from nexgen_etl.spark.transform.features import output_columns
 
 CONTRACT_PATH = Path(contract_module.__file__).with_name("contracts") / "sensor_readings.yaml"

@@ -18,10 +18,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from nexgen_etl.dev.local_services import create_buckets, free_port
 from nexgen_etl.core.publish import read_catalog
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.storage import S3Store
+from nexgen_etl.dev.local_services import create_buckets, free_port
+from nexgen_etl.dev.sample import SampleSpec, generate
 
 BIN = Path(sys.executable).parent
 

@@ -92,8 +92,8 @@ class BatchPlan:
               rejected: dict[str, dict] | None = None) -> "BatchPlan":
         if not objects:
             raise ValueError("a batch plan needs at least one object")
-        return cls(batch_id=batch_id_for(objects, base_state_version), objects=sorted(objects), raw_url=raw_url, output_url=output_url,
-                   contract=contract.to_dict(), base_state_version=base_state_version,
+        return cls(batch_id=batch_id_for(objects, base_state_version), objects=sorted(objects), raw_url=raw_url,
+                   output_url=output_url, contract=contract.to_dict(), base_state_version=base_state_version,
                    created_at=datetime.now(timezone.utc).isoformat(), headers=headers or {},
                    rejected=rejected or {})
 

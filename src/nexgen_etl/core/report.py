@@ -105,7 +105,8 @@ def build_report(manifest: Manifest, steps: list[dict], series: list[dict], targ
         "quarantine_reasons": dict(sorted(reasons.items())),
         "files": files,
         # partitions left with no file were emptied by the batch (e.g. a correction removed their rows)
-        "outputs": {ds: {"partitions": sum(1 for v in parts.values() if v), "files": sum(len(v) for v in parts.values())}
+        "outputs": {ds: {"partitions": sum(1 for v in parts.values() if v),
+                         "files": sum(len(v) for v in parts.values())}
                     for ds, parts in sorted(outputs.items())},
         "batch_periods": batch_periods,
         "steps": steps,
@@ -220,10 +221,12 @@ def svg_bar_chart(items: dict[str, float], chart_id: str, unit: str = "", width:
     return "\n".join(out)
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin-top:28px}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td.k,th.k{text-align:left}svg text{font-size:11px;fill:#333}.axis{stroke:#888}.line{fill:none;stroke:#4a7bd0;stroke-width:1.5}
-.point.history{fill:#4a7bd0}.point.batch{fill:#e8590c}.bar{fill:#c0392b}#steps-chart .bar{fill:#4a7bd0}.muted{color:#666}"""
+_CSS = ('body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}'
+        'h2{font-size:16px;margin-top:28px}table{border-collapse:collapse;font-size:13px}'
+        'td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.k,th.k{text-align:left}'
+        'svg text{font-size:11px;fill:#333}.axis{stroke:#888}.line{fill:none;stroke:#4a7bd0;stroke-width:1.5}'
+        '.point.history{fill:#4a7bd0}.point.batch{fill:#e8590c}.bar{fill:#c0392b}#steps-chart .bar{fill:#4a7bd0}'
+        '.muted{color:#666}')
 
 
 def _table(headers: list[str], rows: list[list], left: int = 1) -> str:

@@ -191,8 +191,7 @@ class S3Store:
 @functools.cache
 def _body_errors() -> tuple[type[BaseException], ...]:
     """What breaking off inside a response body raises (imported on first use: LocalStore needs no botocore)."""
-    from botocore.exceptions import (ConnectionClosedError, IncompleteReadError, ReadTimeoutError,
-                                     ResponseStreamingError)
+    from botocore.exceptions import ConnectionClosedError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
     from urllib3.exceptions import ProtocolError
 
     return (ConnectionClosedError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ProtocolError,

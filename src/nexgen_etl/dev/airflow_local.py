@@ -24,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
+from nexgen_etl.core.settings import PROJECT_ROOT
 from nexgen_etl.dev.local_services import MotoServer, airflow_env, create_buckets, free_port, venv_bin
 from nexgen_etl.dev.sample import SampleSpec, generate
-from nexgen_etl.core.settings import PROJECT_ROOT
 
 DEFAULT_HOME = PROJECT_ROOT / ".nexgen" / "airflow"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # SimpleAuthManager's default name in AIRFLOW_HOME

@@ -53,10 +53,10 @@ def _train(settings: Settings, work: Path, archive: Path) -> None:
     the demo) when moto is installed, else to a local folder: with S3, their drivers load S3A's classes and the
     AWS SDK's too (some 2,000 more; a 100k-row batch through S3, 4 interleaved rounds: 20.7 -> 19.4 s median).
     The second batch's driver writes the archive."""
-    from nexgen_etl.dev.demo import DEMO_KEY, DEMO_SECRET  # moto accepts any credentials: the demo's
-    from nexgen_etl.dev.local_services import MotoServer, create_buckets, venv_bin
     from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
     from nexgen_etl.core.storage import LocalStore, S3Store, s3_client
+    from nexgen_etl.dev.demo import DEMO_KEY, DEMO_SECRET  # moto accepts any credentials: the demo's
+    from nexgen_etl.dev.local_services import MotoServer, create_buckets, venv_bin
 
     if not Path(venv_bin("moto_server")).exists():  # e.g. the production image, without the dev dependencies
         out = work / "out"
@@ -75,10 +75,10 @@ def _train_batches(settings: Settings, work: Path, archive: Path, output_url: st
                    s3) -> None:
     """The two batches (_train): out_store() opens output_url; credentials go to spark-submit's environment."""
     from nexgen_etl.core.contract import load_contract
-    from nexgen_etl.run.pipeline import Pipeline
-    from nexgen_etl.dev.sample import SampleSpec, generate
     from nexgen_etl.core.state import FileStateStore
     from nexgen_etl.core.storage import LocalStore
+    from nexgen_etl.dev.sample import SampleSpec, generate
+    from nexgen_etl.run.pipeline import Pipeline
 
     sample, raw = work / "sample", work / "raw"
     files = generate(sample, SampleSpec(stores=3, skus=10, days=10, seed=11))

@@ -7,18 +7,15 @@ new. Everything it starts, it stops.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import tempfile
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-from nexgen_etl.dev.local_services import LOADING_BUCKET, RAW_BUCKET, MotoServer, airflow_env, create_buckets, venv_bin
-from nexgen_etl.dev.sample import SampleSpec, generate
 from nexgen_etl.core.settings import PROJECT_ROOT, AwsCredentials, S3Settings, Secret
 from nexgen_etl.core.storage import S3Store, s3_client
+from nexgen_etl.dev.local_services import LOADING_BUCKET, RAW_BUCKET, MotoServer, airflow_env, create_buckets, venv_bin
+from nexgen_etl.dev.sample import SampleSpec, generate
 
 DEMO_KEY = "demo-access-key"
 DEMO_SECRET = "demo-secret-key-not-a-real-one"

@@ -78,7 +78,8 @@ class Pipeline:
         found = dataclasses.replace(found, timing=watch.stop())
         log.info("discover: listed %d objects in %s in %.2fs; %d new (%d bytes), %d deferred by the batch cap, "
                  "%d ignored (not matching %s)", found.listed, self.raw.url, watch.elapsed(), len(found.new),
-                 sum(o.size for o in found.new), found.deferred, len(found.ignored), list(self.contract.source.patterns))
+                 sum(o.size for o in found.new), found.deferred, len(found.ignored),
+                 list(self.contract.source.patterns))
         if not found.new:
             self.lease.release()
         return found, wm

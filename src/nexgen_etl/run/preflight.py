@@ -95,8 +95,14 @@ def check_s3(settings: Settings, credentials: AwsCredentials | None, source: str
     """Endpoint reachable, credentials accepted, both buckets there: one cheap call per bucket, few retries."""
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                     EndpointConnectionError, NoCredentialsError, ReadTimeoutError)
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
 
     targets = [("raw", _bucket(settings.raw_url)), ("output", _bucket(settings.output_url))]
     targets = [(role, b) for role, b in targets if b]
@@ -143,8 +149,13 @@ TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTi
 
 
 def _list_once(client, bucket: str, prefix: str) -> None:
-    from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                     EndpointConnectionError, ReadTimeoutError)
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
 
     for attempt in range(1, PREFLIGHT_ATTEMPTS + 1):
         try:

@@ -147,7 +147,7 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
     sizing = sized_conf(batch_bytes)
     jars: list[str] = []  # a local driver has them on its class path
     local_driver, java_opts = {}, sizing.java_opts
-    if local:  # the driver's classes from the class data sharing archive, when setup made it (nexgen_etl.spark.local.class_archive)
+    if local:  # the driver's classes from the class data sharing archive once setup made it (spark.local.class_archive)
         class_path = local_class_path(settings)
         local_driver, java_opts = local_conf(class_path), java_opts + archive_options(settings, class_path)
         if sizing.large:

@@ -11,8 +11,7 @@ from nexgen_etl.core import layout
 from nexgen_etl.core.catalog import Catalog
 from nexgen_etl.core.contract import load_contract
 from nexgen_etl.core.discovery import BatchPlan
-from nexgen_etl.core.publish import (StaleCatalogError, TransformMissingError, publish_batch, read_catalog,
-                                     read_manifest)
+from nexgen_etl.core.publish import StaleCatalogError, TransformMissingError, publish_batch, read_catalog, read_manifest
 from nexgen_etl.core.results import FileAccounting, StagedResult
 from nexgen_etl.core.storage import LocalStore, ObjectInfo
 

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from nexgen_etl.core.state import (FileStateStore, LeaseHeldError, ObjectStateStore, StaleStateError,
-                                   StateCorruptError, Watermark, utcnow)
+from nexgen_etl.core.state import (
+    FileStateStore,
+    LeaseHeldError,
+    ObjectStateStore,
+    StaleStateError,
+    StateCorruptError,
+    Watermark,
+    utcnow,
+)
 from nexgen_etl.core.storage import LocalStore
 from nexgen_etl.run.lease import Lease
 from tests.racing import CompetingWriter

@@ -13,14 +13,10 @@ For local masters only: a cluster's driver and executors run elsewhere, with the
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
 import shutil
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 from nexgen_etl.core.settings import Settings

@@ -6,13 +6,18 @@ from datetime import datetime, timezone
 
 import pytest
 
-from nexgen_etl.spark.local.class_archive import archive_options, archive_path
 from nexgen_etl.core.settings import Settings
-from nexgen_etl.spark.jars import KERNEL_JAR, LOCAL_FS_JAR
-from nexgen_etl.spark.local.jvm import (COMPILER_DIRECTIVES, LOCAL_FS_CLASS, UNSIGNED_DIR, compiler_directives_options,
-                                        local_class_path)
-from nexgen_etl.spark.submit import SMALL_BATCH_BYTES, input_bytes, sized_conf, submit_spec
 from nexgen_etl.core.storage import ObjectInfo
+from nexgen_etl.spark.jars import KERNEL_JAR, LOCAL_FS_JAR
+from nexgen_etl.spark.local.class_archive import archive_options, archive_path
+from nexgen_etl.spark.local.jvm import (
+    COMPILER_DIRECTIVES,
+    LOCAL_FS_CLASS,
+    UNSIGNED_DIR,
+    compiler_directives_options,
+    local_class_path,
+)
+from nexgen_etl.spark.submit import SMALL_BATCH_BYTES, input_bytes, sized_conf, submit_spec
 
 MB = 1024 * 1024
 QUICK = "-XX:TieredStopAtLevel=1"

@@ -8,10 +8,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nexgen_etl.run.spark_output import relay_spark_output
 from nexgen_etl.core.progress import Progress
 from nexgen_etl.core.report import build_report, render_html, render_text, svg_bar_chart
 from nexgen_etl.core.results import Manifest
+from nexgen_etl.run.spark_output import relay_spark_output
 
 A, B, C = "sales/a.csv", "sales/<b>&.csv", "sales/c.csv"
 MANIFEST = {

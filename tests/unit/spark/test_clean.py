@@ -1,7 +1,6 @@
 """Every cleaning rule on tiny DataFrames, with the expected values written out by hand."""
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
