@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from nexgen_etl.core.catalog import CATALOG_KEY, Catalog
+from nexgen_etl.core.catalog import Catalog
 from nexgen_etl.core.contract import DEFAULT_CONTRACT, parse_contract
+from nexgen_etl.core.layout import CATALOG_KEY
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.core.state import FileStateStore
 from nexgen_etl.core.storage import LocalStore

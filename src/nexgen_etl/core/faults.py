@@ -21,8 +21,18 @@ POINTS = (
 )
 
 
+# faults that change a value instead of raising (fault_active): one row goes missing from the job's accounting
+VALUE_POINTS = ("transform.lose_a_row",)
+
+
 class InjectedFault(RuntimeError):
     """A failure injected by NEXGEN_FAULT (tests only)."""
+
+
+def fault_active(point: str) -> bool:
+    """Whether NEXGEN_FAULT names this point (for faults that change a value instead of raising)."""
+    spec = os.environ.get("NEXGEN_FAULT")
+    return bool(spec) and spec.partition(":")[0] == point
 
 
 def maybe_fail(point: str) -> None:

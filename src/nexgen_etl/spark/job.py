@@ -28,7 +28,7 @@ from nexgen_etl.core import layout
 from nexgen_etl.core.catalog import Catalog
 from nexgen_etl.core.contract import contract_from_dict
 from nexgen_etl.core.discovery import BatchPlan
-from nexgen_etl.core.faults import maybe_fail
+from nexgen_etl.core.faults import fault_active, maybe_fail
 from nexgen_etl.core.results import QUARANTINED, FileAccounting, StagedResult
 from nexgen_etl.core.storage import spark_uri
 from nexgen_etl.spark.actions import Actions
@@ -126,6 +126,8 @@ class BatchJob:
             parsed.unpersist()
         t0 = self._timed("writes", t0)
         accounting = gathered.accounting(self.plan)
+        if fault_active("transform.lose_a_row") and accounting:
+            next(iter(accounting.values())).rows_out -= 1
         self._timed("accounting", t0)
         refuse_unbalanced(accounting)
         result = self.result(catalog, gathered, accounting)
