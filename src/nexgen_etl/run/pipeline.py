@@ -29,6 +29,7 @@ from nexgen_etl.core.storage import ObjectInfo, ObjectStore, open_store, s3_clie
 from nexgen_etl.run.lease import Lease, cli_owner
 from nexgen_etl.run.operations import StateOperations
 from nexgen_etl.run.reporting import RunReports, Stopwatch
+from nexgen_etl.run.scratch import die_with_parent, scratch_dir
 from nexgen_etl.run.spark_output import relay_spark_output
 from nexgen_etl.spark.jars import spark_submit_binary
 from nexgen_etl.spark.submit import input_bytes, submit_spec
@@ -152,13 +153,18 @@ class Pipeline:
         spec = submit_spec(self.settings, batch_bytes=input_bytes(plan.objects))
         if self.console_progress:
             spec = dataclasses.replace(spec, conf={**spec.conf, "spark.ui.showConsoleProgress": "true"})
-        argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
-        env = {**os.environ, **spec.env}
-        if credentials is not None:
-            env.update(credentials.as_env())
-        log.info("transform: %s", " ".join(argv[:3] + ["…", spec.application]))
-        with self.reports.timed(plan.batch_id, "transform") as watch:
-            with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        with scratch_dir() as scratch, self.reports.timed(plan.batch_id, "transform") as watch:
+            # a local driver's temporary folders in this submit's scratch folder, unless the settings name one
+            local = ({"spark.local.dir": str(scratch)} if self.settings.spark_master.startswith("local")
+                     and "spark.local.dir" not in spec.conf else {})
+            spec = dataclasses.replace(spec, conf={**spec.conf, **local})
+            argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
+            env = {**os.environ, **spec.env, **({"SPARK_LOCAL_DIRS": str(scratch)} if local else {})}
+            if credentials is not None:
+                env.update(credentials.as_env())
+            log.info("transform: %s", " ".join(argv[:3] + ["…", spec.application]))
+            with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  preexec_fn=die_with_parent) as proc:
                 try:
                     tail = relay_spark_output(proc.stdout, sys.stderr if self.console_progress else None)
                 except BaseException:  # e.g. Ctrl-C: leave no spark-submit behind
