@@ -124,8 +124,8 @@ def test_sigkill_of_the_cli_mid_transform_kills_its_driver_too(world) -> None:
     folder the next run writes too), and a new run equals a clean run.
 
     Catches: the killed CLI's lease blocking the new run (tried). Removing the parent-death signal alone did not make
-    it fail (tried): the driver also ends once the pipe its output goes to has no reader; the signal makes that
-    certain rather than incidental."""
+    it fail (tried): the driver ended without it too, presumably on writing to the pipe whose reader was gone; the
+    signal makes that certain rather than incidental."""
     out, scratch = world["root"] / "out-sigkill-cli", world["root"] / "scratch-sigkill-cli"
     proc = _run(world["raw"], out, scratch)
     _wait_for(lambda: any((out / layout.STAGING_PREFIX).rglob("*.parquet")) if out.exists() else False)
