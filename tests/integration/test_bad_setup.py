@@ -30,13 +30,14 @@ def base_env(aws_env, tmp_path):
 
 @pytest.fixture()
 def strict_moto(tmp_path):
-    """A moto server that checks credentials: the first 4 calls set up an IAM user with an S3 policy."""
+    """A moto server that checks credentials: the first 5 calls set up an IAM user with an S3 policy and one with
+    none (whose key is valid but may do nothing)."""
     import json
 
     import boto3
 
     env_backup = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
-    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "5"
     try:
         server = MotoServer(log_path=tmp_path / "moto-strict.log").start()
     finally:
@@ -50,10 +51,12 @@ def strict_moto(tmp_path):
     iam.put_user_policy(UserName="etl", PolicyName="s3", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="etl")["AccessKey"]
+    iam.create_user(UserName="no-policy")
+    denied = iam.create_access_key(UserName="no-policy")["AccessKey"]
     s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
                       aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
     create_buckets(s3, buckets=("raw-strict", "out-strict"))
-    yield server, key
+    yield server, key, denied
     server.stop()
 
 
@@ -90,12 +93,32 @@ def test_missing_credentials(aws_env, tmp_path, buckets):
 
 
 def test_wrong_credentials(strict_moto, aws_env, tmp_path):
-    server, key = strict_moto
+    server, key, _ = strict_moto
     env = base_env(aws_env, tmp_path)
     env.update({"NEXGEN_S3_ENDPOINT": server.url, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
                 "AWS_SECRET_ACCESS_KEY": TEST_SECRET})
     proc = run_cli(env, "--raw", "s3://raw-strict/", "--output", "s3://out-strict/")
     assert_one_clear_line(proc, "AWS credentials", "refused", "SignatureDoesNotMatch")
+
+
+@pytest.mark.parametrize(("who", "needles"), [
+    pytest.param("unknown", ("InvalidAccessKeyId", "no such access key"), id="InvalidAccessKeyId"),
+    pytest.param("no-policy", ("AccessDenied", "not allowed to list this bucket"), id="AccessDenied"),
+])
+def test_refused_credentials_name_the_code(strict_moto, aws_env, tmp_path, who, needles):
+    """An access key the endpoint does not know, and a valid key without S3 permissions, as moto's IAM-checking
+    server answers them: one line naming the environment as the source, the code and what to do.
+
+    Catches: a refusal that is not in preflight.CREDENTIAL_ERRORS falling through to a bare ClientError or to the
+    generic "check the credentials" (tried: without the two entries the line named neither)."""
+    server, _, denied = strict_moto
+    key_id, secret = ("AKIANEXGENUNKNOWN001", TEST_SECRET) if who == "unknown" else (
+        denied["AccessKeyId"], denied["SecretAccessKey"])
+    env = base_env(aws_env, tmp_path)
+    env.update({"NEXGEN_S3_ENDPOINT": server.url, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret})
+    proc = run_cli(env, "--raw", "s3://raw-strict/", "--output", "s3://out-strict/")
+    assert_one_clear_line(proc, "AWS credentials", "AWS_ACCESS_KEY_ID", "refused", *needles)
+    assert secret not in proc.stderr + proc.stdout
 
 
 @pytest.fixture()
