@@ -25,10 +25,27 @@ def s3_error(code: str) -> bytes:
             f"<Message>{MESSAGES.get(code, code)}</Message><RequestId>FAULTPROXY</RequestId></Error>").encode()
 
 
+def age_in_listing(xml: bytes, key: str, seconds: int) -> bytes:
+    """A ListObjectsV2 answer with the LastModified of `key` moved `seconds` back."""
+    import re
+    from datetime import datetime, timedelta
+    from xml.sax.saxutils import escape
+
+    pattern = re.compile(rb"(<Key>" + re.escape(escape(key).encode()) + rb"</Key>\s*<LastModified>)([^<]+)(<)")
+
+    def older(m: re.Match) -> bytes:
+        when = datetime.fromisoformat(m.group(2).decode().replace("Z", "+00:00")) - timedelta(seconds=seconds)
+        return m.group(1) + when.strftime("%Y-%m-%dT%H:%M:%S.000Z").encode() + m.group(3)
+
+    return pattern.sub(older, xml)
+
+
 @dataclass
 class FaultRule:
     # "slowdown" (503), "error" (status + S3 error code), "reset" (close the socket), "stall" (wait, close),
-    # "truncate" (the real answer's headers, then half of its body, then close: a body cut short)
+    # "truncate" (the real answer's headers, then half of its body, then close: a body cut short),
+    # "age" (the real answer, with the LastModified of the object named by `key` in a listing moved `seconds` back:
+    # an object that became visible long after it was written, as S3 shows a late or delayed upload)
     kind: str
     methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "POST", "DELETE")
     every: int = 3  # fault on every n-th matching request (1: always — a persistent fault)
@@ -38,6 +55,8 @@ class FaultRule:
     limit: int = 0  # inject at most this many times (0: no limit)
     status: int = 400  # kind "error": the HTTP status and S3 error code answered
     code: str = "ExpiredToken"
+    key: str = ""  # kind "age": the object whose LastModified is moved back
+    seconds: int = 0
     seen: int = 0
     injected: int = 0
     times: list[float] = field(default_factory=list)  # monotonic time of each injection (how long a burst lasted)
@@ -61,7 +80,7 @@ class FaultProxy:
 
             def _fault(self) -> FaultRule | None:
                 for rule in proxy.rules:
-                    if (self.command in rule.methods and rule.path_contains in self.path
+                    if rule.kind != "age" and (self.command in rule.methods and rule.path_contains in self.path
                             and rule.agent in (self.headers.get("User-Agent") or "")
                             and (not rule.token or self.headers.get("X-Amz-Security-Token") == rule.token)):
                         rule.seen += 1
@@ -97,6 +116,12 @@ class FaultProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                for age in proxy.rules:  # every matching one: several objects may be late
+                    if age.kind == "age" and self.command in age.methods and age.path_contains in self.path:
+                        aged = age_in_listing(data, age.key, age.seconds)
+                        age.seen += 1
+                        age.injected += aged != data
+                        data = aged
                 self.send_response(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
