@@ -96,6 +96,34 @@ def test_incremental_output_equals_full_recompute(scenario):
     pd.testing.assert_frame_equal(inc, full)
 
 
+def _dataset(s3, bucket, name) -> pd.DataFrame:
+    from nexgen_etl.core.publish import read_catalog
+
+    store = S3Store(bucket, "", s3)
+    frames = [pq.read_table(io.BytesIO(store.get_bytes(f))).to_pandas() for f in read_catalog(store).files(name)]
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop(columns=[c for c in ("_row_id",) if c in df.columns])  # a row's id within its batch's read
+    return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+
+def test_a_correction_replaces_clean_and_quarantine_rows_too(scenario):
+    """The corrected day's first version had rejected rows; after the correction, clean and quarantine (not only the
+    features) equal a full run over the latest versions.
+
+    Catches: a correction that leaves its old version's quarantine rows (or clean rows) behind (tried: publishing the
+    quarantine without replacing the file's partition left the first version's rejects)."""
+    s3 = scenario["s3"]
+    key = "sales/2024/01/05/sales_2024-01-05.csv"
+    out = S3Store(scenario["inc"], "", s3)
+    manifests = sorted((json.loads(out.get_bytes(o.key)) for o in out.list("_manifests/")),
+                       key=lambda m: m["published_at"])
+    assert manifests[0]["accounting"][key]["rows_quarantined"] > 0, "the first version must have had rejects"
+    assert manifests[1]["accounting"][key]["rows_quarantined"] == 0
+    for name in ("clean", "quarantine"):
+        pd.testing.assert_frame_equal(_dataset(s3, scenario["inc"], name), _dataset(s3, scenario["full"], name),
+                                      obj=name)
+
+
 def test_published_schemas_name_every_column_and_the_partition_as_a_string(scenario):
     from nexgen_etl.core.contract import load_contract
     from nexgen_etl.core.publish import read_catalog
