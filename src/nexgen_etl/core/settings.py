@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,20 @@ def default_jars_dir() -> Path:
     return Path(os.environ.get("NEXGEN_JARS_DIR", PROJECT_ROOT / "jars" / "lib"))
 
 
+def spark_conf_from_json(text: str | None, where: str) -> dict[str, str]:
+    """A team's own Spark conf, as a JSON object of strings (merged over the product's conf by the submit spec)."""
+    if not text:
+        return {}
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(conf, dict) or not all(isinstance(k, str) and k.startswith("spark.") for k in conf):
+        raise ValueError(f"{where}: must be a JSON object of Spark properties, e.g. "
+                         '{"spark.executor.memory": "4g"}')
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
+
+
 @dataclass(frozen=True)
 class Settings:
     raw_url: str = "s3://nexgen-raw-data/"
@@ -91,6 +106,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from NEXGEN_* variables (and the AWS endpoint ones); overrides that are not None win."""
         env = dict(os.environ if env is None else env)
         endpoint = env.get("NEXGEN_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
         s3 = S3Settings(
@@ -106,6 +122,7 @@ class Settings:
             spark_master=env.get("NEXGEN_SPARK_MASTER", cls.spark_master),
             jars_dir=Path(env["NEXGEN_JARS_DIR"]) if env.get("NEXGEN_JARS_DIR") else default_jars_dir(),
             s3=s3,
+            spark_conf=spark_conf_from_json(env.get("NEXGEN_SPARK_CONF"), "NEXGEN_SPARK_CONF"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

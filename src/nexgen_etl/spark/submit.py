@@ -17,6 +17,18 @@ from nexgen_etl.spark.local.class_archive import archive_options
 from nexgen_etl.spark.local.jvm import compiler_directives_options, local_class_path, local_conf
 
 ENV_CREDENTIALS_PROVIDER = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+# the AWS SDK's own chain: environment, system properties, web identity (IRSA), profile, container and instance role
+DEFAULT_CHAIN_PROVIDER = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
+
+
+def credentials_provider(master: str, env: dict[str, str] | None = None) -> str:
+    """S3A's credentials provider: NEXGEN_S3A_CREDENTIALS_PROVIDER when set; else the process environment where the
+    keys are handed to spark-submit's environment (local and standalone masters), and the SDK's default chain where
+    they are not (YARN, Kubernetes: the cluster's identity, e.g. an instance profile or IRSA)."""
+    env = os.environ if env is None else env
+    if env.get("NEXGEN_S3A_CREDENTIALS_PROVIDER"):
+        return env["NEXGEN_S3A_CREDENTIALS_PROVIDER"]
+    return ENV_CREDENTIALS_PROVIDER if master.startswith(("local", "spark://")) else DEFAULT_CHAIN_PROVIDER
 # Spark's default (secret|password|token|access[.]key) plus the environment-variable spellings (ACCESS_KEY_ID)
 REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key"
 
@@ -32,8 +44,7 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     s3 = settings.s3
     conf = {
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "spark.hadoop.fs.s3a.aws.credentials.provider": os.environ.get(
-            "NEXGEN_S3A_CREDENTIALS_PROVIDER", ENV_CREDENTIALS_PROVIDER),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": credentials_provider(settings.spark_master),
         "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style).lower(),
         "spark.hadoop.fs.s3a.endpoint.region": s3.region,
         # Two retry layers multiply: the AWS SDK retries each request (attempts.maximum, its own back-off of up

@@ -205,3 +205,31 @@ def test_the_installed_jvm_takes_the_compiler_directives():
     assert "1 compiler directives added" in out and "org/codehaus/*.*" in out
     first = out.split("Directive:")[1]  # ours, before the default one
     assert "Exclude:true" in first.split("c2 directives:")[1] and "Exclude:false" in first.split("c2 directives:")[0]
+
+
+@pytest.mark.parametrize(("master", "env", "expected"), [
+    pytest.param("local[2]", {}, "com.amazonaws.auth.EnvironmentVariableCredentialsProvider", id="local"),
+    pytest.param("spark://h:7077", {}, "com.amazonaws.auth.EnvironmentVariableCredentialsProvider", id="standalone"),
+    pytest.param("yarn", {}, "com.amazonaws.auth.DefaultAWSCredentialsProviderChain", id="yarn"),
+    pytest.param("k8s://https://api:6443", {}, "com.amazonaws.auth.DefaultAWSCredentialsProviderChain", id="k8s"),
+    pytest.param("yarn", {"NEXGEN_S3A_CREDENTIALS_PROVIDER": "x.Mine"}, "x.Mine", id="set-by-the-user"),
+])
+def test_the_credentials_provider_follows_the_master(master, env, expected):
+    """Catches: the environment provider on YARN/Kubernetes, where the operator passes no keys (a cluster run failed
+    until someone found NEXGEN_S3A_CREDENTIALS_PROVIDER)."""
+    from nexgen_etl.spark.submit import credentials_provider
+
+    assert credentials_provider(master, env) == expected
+
+
+def test_a_teams_spark_conf_from_the_environment_is_merged_over_the_products(monkeypatch):
+    """Catches: NEXGEN_SPARK_CONF read by nothing (the settings had the field, nothing filled it)."""
+    monkeypatch.setenv("NEXGEN_SPARK_CONF", '{"spark.sql.shuffle.partitions": "64", "spark.executor.cores": 4}')
+    spec = submit_spec(Settings.from_env(spark_master="yarn"), batch_bytes=MB)
+    assert spec.conf["spark.sql.shuffle.partitions"] == "64" and spec.conf["spark.executor.cores"] == "4"
+    monkeypatch.setenv("NEXGEN_SPARK_CONF", '{"not.spark": "1"}')
+    with pytest.raises(ValueError, match="NEXGEN_SPARK_CONF: must be a JSON object of Spark properties"):
+        Settings.from_env()
+    monkeypatch.setenv("NEXGEN_SPARK_CONF", "{oops")
+    with pytest.raises(ValueError, match="NEXGEN_SPARK_CONF: not valid JSON"):
+        Settings.from_env()
