@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import io
-from datetime import datetime
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -79,3 +82,277 @@ def features(df: pd.DataFrame, lags=(1, 7, 14, 28), windows=(7, 28)) -> pd.DataF
         r["unit_price_change_1"] = r["unit_price"].astype(float).to_numpy() - pfull.shift(1).reindex(idx).to_numpy()
         out.append(r)
     return pd.concat(out, ignore_index=True)
+
+
+# -- any contract, from its YAML data alone -------------------------------------------------------------------------
+# A second reference, for the contracts under examples/contracts/: it reads the contract's plain data (the parsed
+# YAML, not the product's Contract) and applies the documented rules (docs/contract.md) row by row in Python.
+# Supported: header: true, the column types string/int/long/double/date/timestamp, `day` and `hour` periods,
+# every missing_periods policy, any keys (also none), the duplicate policies last/first/keep, `on` and
+# drop_exact_repeats. Timestamps without an offset are UTC.
+
+_PATTERN = [("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"), ("XXX", "%z"),
+            ("X", "%z"), ("'T'", "T")]
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+FATES = ("rows_read", "rows_quarantined", "duplicates_exact", "duplicates_key", "rows_merged", "rows_out")
+
+
+def _strptime_format(pattern: str) -> str:
+    out, i = "", 0
+    while i < len(pattern):
+        for spark, py in _PATTERN:
+            if pattern.startswith(spark, i):
+                out, i = out + py, i + len(spark)
+                break
+        else:
+            if pattern[i].isalpha():
+                raise NotImplementedError(f"pattern letter {pattern[i]!r} in {pattern!r}")
+            out, i = out + pattern[i], i + 1
+    return out
+
+
+def _parse(col: dict, s: str):
+    """The typed value of a normalised, non-null string, or _BAD."""
+    t = col["type"]
+    if t == "string":
+        return s
+    if t in ("double", "int", "long"):
+        if not _NUMBER.fullmatch(s):
+            return _BAD
+        v = float(s)
+        if t == "double":
+            return v
+        return int(v) if v == int(v) else _BAD
+    if t in ("date", "timestamp"):
+        for fmt in col["formats"]:
+            try:
+                v = datetime.strptime(s, _strptime_format(fmt))
+            except ValueError:
+                continue
+            if v.tzinfo is not None:
+                v = v.astimezone(timezone.utc).replace(tzinfo=None)
+            return v.date() if t == "date" else v
+        return _BAD
+    raise NotImplementedError(t)
+
+
+_BAD = object()
+
+
+def _literal(col: dict, value):
+    if value is None:
+        return None
+    if col["type"] == "double":
+        return float(value)
+    if col["type"] in ("int", "long"):
+        return int(value)
+    if col["type"] == "date":
+        return datetime.fromisoformat(str(value)).date()
+    if col["type"] == "timestamp":
+        return datetime.fromisoformat(str(value))
+    return value
+
+
+@dataclass
+class Reference:
+    clean: pd.DataFrame        # _source_key, the declared columns, period_date: valid rows without exact repeats
+    quarantine: pd.DataFrame   # _source_key, reason, reasons
+    features: pd.DataFrame     # the published features columns (keys, time, other columns, features, period_date)
+    accounting: dict           # source key -> {fate: rows}
+
+
+def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Reference:
+    """spec: the contract's YAML data; files: (key, last_modified, bytes) of every raw file (latest versions)."""
+    cols = spec["columns"]
+    names = [c["name"] for c in cols]
+    by_name = {c["name"]: c for c in cols}
+    csv_spec = spec.get("csv") or {}
+    nulls = set(csv_spec.get("null_values", [""]))
+    t_name = spec["time"]["column"]
+    t_type = by_name[t_name]["type"]
+    period = spec["time"].get("period", "day")
+    keys = list(spec["keys"])
+    dup = spec.get("duplicates") or {}
+    on = dup.get("on", dup.get(True)) or []  # a bare `on:` key is the boolean true in YAML 1.1
+    on = [on] if isinstance(on, str) else list(on)
+    policy, drop_exact = dup.get("policy", "last"), dup.get("drop_exact_repeats", True)
+
+    def period_of(t):
+        if t_type == "date":
+            return t
+        return t.replace(minute=0, second=0, microsecond=0) if period == "hour" else t.date()
+
+    def day_of(t):
+        p = period_of(t)
+        return p.date() if isinstance(p, datetime) else p
+
+    accounting = {key: dict.fromkeys(FATES, 0) for key, _, _ in files}
+    valid, quarantine = [], []
+    for key, lm, data in files:
+        text = data.decode(csv_spec.get("encoding", "UTF-8")).lstrip("\ufeff")
+        reader = csv.reader(io.StringIO(text), delimiter=csv_spec.get("delimiter", ","),
+                            quotechar=csv_spec.get("quote", '"'))
+        header = [h.strip() for h in next(reader)]
+        for i, fields in enumerate(r for r in reader if r):
+            accounting[key]["rows_read"] += 1
+            reasons, values = [], {}
+            if len(fields) != len(header):
+                reasons.append("malformed_row")
+            raw = dict(zip(header, fields))
+            for c in cols:
+                s = raw.get(c.get("source") or c["name"])
+                if s is not None and c.get("trim", True):
+                    s = s.strip(" ")
+                if s in nulls:
+                    s = None
+                if s is not None and c.get("case"):
+                    s = s.upper() if c["case"] == "upper" else s.lower()
+                v = None if s is None else _parse(c, s)
+                if s is None and c.get("default") is not None:
+                    v = _literal(c, c["default"])
+                if c.get("required") and s is None:
+                    reasons.append(f"missing:{c['name']}")
+                if v is _BAD:
+                    reasons.append(f"unparseable:{c['name']}")
+                    v = None
+                lo, hi = _literal(c, c.get("min")), _literal(c, c.get("max"))
+                if v is not None and lo is not None and v < lo:
+                    reasons.append(f"below_min:{c['name']}")
+                if v is not None and hi is not None and v > hi:
+                    reasons.append(f"above_max:{c['name']}")
+                if v is not None and c.get("allowed") is not None and v not in [_literal(c, a) for a in c["allowed"]]:
+                    reasons.append(f"not_allowed:{c['name']}")
+                values[c["name"]] = v
+            if reasons:
+                accounting[key]["rows_quarantined"] += 1
+                quarantine.append({"_source_key": key, "reason": reasons[0], "reasons": ";".join(reasons)})
+            else:
+                valid.append({"_key": key, "_lm": lm, "_row": i, **values})
+
+    # exact repeats: a later row of the same file equal in every declared column
+    seen, kept = set(), []
+    for r in valid:
+        sig = (r["_key"], *[r[n] for n in names])
+        if drop_exact and sig in seen:
+            accounting[r["_key"]]["duplicates_exact"] += 1
+            continue
+        seen.add(sig)
+        kept.append(r)
+
+    # duplicates by key: groups on the natural key and the day, or on the keys and the exact time
+    def rank(r):
+        return (r["_lm"], r["_key"], r["_row"])
+
+    winners = kept
+    if policy != "keep":
+        groups: dict[tuple, list] = {}
+        for r in kept:
+            g = (*[r[n] for n in on], day_of(r[t_name])) if on else (*[r[k] for k in keys], r[t_name])
+            groups.setdefault(g, []).append(r)
+        pick = max if policy == "last" else min
+        best = {id(pick(g, key=rank)) for g in groups.values()}
+        winners = [r for r in kept if id(r) in best]
+        for r in kept:
+            if id(r) not in best:
+                accounting[r["_key"]]["duplicates_key"] += 1
+
+    # one row per (keys, period): rolled up when the time is a timestamp or several rows can share a key and time
+    rolls = t_type != "date" or policy == "keep" or bool(on)
+    cells: dict[tuple, list] = {}
+    for r in winners:
+        cells.setdefault((*[r[k] for k in keys], period_of(r[t_name])), []).append(r)
+    others = [n for n in names if n not in keys and n != t_name]
+    out_rows = []
+    for cell, rows in cells.items():
+        rows.sort(key=lambda r: (r[t_name], *rank(r)), reverse=True)  # the representative first
+        accounting[rows[0]["_key"]]["rows_out"] += 1
+        for r in rows[1:]:
+            accounting[r["_key"]]["rows_merged"] += 1
+        assert rolls or len(rows) == 1
+        row = dict(zip([*keys, t_name], cell))
+        for n in others:
+            vals = [r[n] for r in rows if r[n] is not None]
+            how = by_name[n].get("rollup", "last") if rolls else "last"
+            row[n] = {"last": lambda: rows[0][n], "sum": lambda: sum(vals) if vals else None,
+                      "mean": lambda: sum(vals) / len(vals) if vals else None,
+                      "max": lambda: max(vals) if vals else None, "min": lambda: min(vals) if vals else None,
+                      "count": lambda: len(vals)}[how]()
+        out_rows.append(row)
+
+    feats = _contract_features(spec, out_rows, keys, t_name, period)
+    clean = pd.DataFrame([{"_source_key": r["_key"], **{n: r[n] for n in names},
+                           "period_date": day_of(r[t_name]).isoformat()} for r in kept])
+    return Reference(clean=clean, quarantine=pd.DataFrame(quarantine, columns=["_source_key", "reason", "reasons"]),
+                     features=feats, accounting=accounting)
+
+
+def _contract_features(spec: dict, rows: list[dict], keys: list[str], t_name: str, period: str) -> pd.DataFrame:
+    f = spec.get("features") or {}
+    lags = f.get("lags", [1, 7])
+    rolling = f.get("rolling") or {}
+    windows, stats = rolling.get("windows", [7]), rolling.get("stats", ["mean", "std", "min", "max"])
+    target, price = spec["target"], spec.get("price")
+    with_price = f.get("price", price is not None)
+    calendar = f.get("calendar", True)
+    fill = spec.get("missing_periods", "leave")
+
+    def index(p):  # days or hours since the epoch
+        if period == "day":
+            return (p.date() if isinstance(p, datetime) else p).toordinal()
+        return int((p - datetime(1970, 1, 1)).total_seconds() // 3600)
+
+    def window(series, i, back_from, back_to):
+        return [series[j] for j in range(i - back_from, i - back_to + 1) if series.get(j) is not None]
+
+    out = []
+    entities: dict[tuple, list] = {}
+    for r in rows:
+        entities.setdefault(tuple(r[k] for k in keys), []).append(r)
+    step = timedelta(days=1) if period == "day" else timedelta(hours=1)
+    for entity, members in entities.items():
+        for r in members:
+            r["is_filled"] = False
+        if fill != "leave":
+            # a row for every period with none between the entity's first and last period
+            have = {r[t_name] for r in members}
+            p, last = min(have), max(have)
+            while p < last:
+                p += step
+                if p not in have:
+                    defaults = {c["name"]: _literal(c, c.get("default")) for c in spec["columns"]}
+                    members.append({**defaults, **dict(zip(keys, entity)), t_name: p, "is_filled": True,
+                                    target: 0 if fill == "fill_zero" else None})
+        tgt = {index(r[t_name]): r[target] for r in members}
+        prc = {index(r[t_name]): r[price] for r in members} if with_price else {}
+        for r in sorted(members, key=lambda r: r[t_name]):
+            i, o = index(r[t_name]), dict(r)
+            for k in lags:
+                o[f"{target}_lag_{k}"] = tgt.get(i - k)
+            for w in windows:
+                vals = window(tgt, i, w, 1)
+                for s in stats:
+                    o[f"{target}_roll_{s}_{w}"] = (
+                        None if not vals or (s == "std" and len(vals) < 2) else
+                        {"mean": lambda: sum(vals) / len(vals), "min": lambda: min(vals), "max": lambda: max(vals),
+                         "std": lambda: float(np.std(vals, ddof=1))}[s]())
+            if with_price:
+                p, p1 = r[price], prc.get(i - 1)
+                o[f"{price}_change_1"] = None if p is None or p1 is None else p - p1
+                for w in windows:
+                    vals = window(prc, i, w, 1)
+                    mean = sum(vals) / len(vals) if vals else None
+                    o[f"{price}_ratio_mean_{w}"] = None if p is None or not mean else p / mean
+            if calendar:
+                d = r[t_name].date() if isinstance(r[t_name], datetime) else r[t_name]
+                iso = d.isocalendar()
+                o.update(day_of_week=iso[2], week_of_year=iso[1], month=d.month, quarter=(d.month - 1) // 3 + 1,
+                         is_weekend=iso[2] >= 6, is_month_start=d.day == 1,
+                         is_month_end=(d + timedelta(days=1)).month != d.month)
+                if period == "hour":
+                    o["hour"] = r[t_name].hour
+            d = r[t_name].date() if isinstance(r[t_name], datetime) else r[t_name]
+            if fill == "leave":
+                del o["is_filled"]
+            o["period_date"] = d.isoformat()
+            out.append(o)
+    return pd.DataFrame(out)

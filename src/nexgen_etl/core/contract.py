@@ -14,9 +14,10 @@ COLUMN_TYPES = {"string", "int", "long", "double", "date", "timestamp", "boolean
 PERIODS = {"day": 1, "hour": 1}
 ROLLUPS = {"sum", "mean", "last", "count", "max", "min"}
 CASES = {"upper", "lower", None}
-DUPLICATE_POLICIES = {"last"}
+DUPLICATE_POLICIES = {"last", "first", "keep"}
 MISSING_PERIOD_POLICIES = {"leave", "fill_zero", "fill_null"}
 ROLLING_STATS = {"mean", "std", "min", "max"}
+DEFAULT_SCHEDULE = "@hourly"  # `schedule` of a contract that names none
 
 DEFAULT_CONTRACT = Path(__file__).with_name("contracts") / "nexgen_sales.yaml"
 
@@ -97,11 +98,14 @@ class Contract:
     csv: CsvDialect = field(default_factory=CsvDialect)
     price_column: str | None = None
     flags: tuple[str, ...] = ()
-    duplicate_policy: str = "last"
+    duplicate_policy: str = "last"  # last | first | keep (docs/contract.md, `duplicates`)
+    duplicate_on: tuple[str, ...] = ()  # a natural key: rows equal on these (within a day) are duplicates
+    drop_exact_repeats: bool = True  # identical rows within one file are dropped as `duplicates_exact`
     missing_periods: str = "leave"
     features: Features = field(default_factory=Features)
     max_batch_files: int = 1000
     max_batch_bytes: int = 10 * 1024**3
+    schedule: str = DEFAULT_SCHEDULE  # the Airflow schedule of the feed's DAG (cron or preset)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -202,7 +206,7 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     _check_keys(
         data,
         {"name", "source", "csv", "columns", "time", "keys", "target", "price", "flags",
-         "duplicates", "missing_periods", "features", "limits"},
+         "duplicates", "missing_periods", "features", "limits", "schedule"},
         "contract",
     )
     name = _require(data, "name", "contract")
@@ -214,6 +218,12 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ContractError(f"contract.columns: duplicate column name(s) {dupes}")
+    # Spark resolves column names without regard to case: `Temp` and `temp` would be one ambiguous reference
+    for what, values in (("name", names), ("source", [c.raw_name for c in columns])):
+        folded = [v.lower() for v in values]
+        clash = sorted({v for v, f in zip(values, folded) if folded.count(f) > 1})
+        if clash:
+            raise ContractError(f"contract.columns: {what}s that differ only in case {clash}")
 
     def known(col: str, where: str) -> str:
         if col not in names:
@@ -230,9 +240,10 @@ def parse_contract(data: dict[str, Any]) -> Contract:
         raise ContractError(f"time.period: {period!r} is not one of {sorted(PERIODS)}")
     if period == "hour" and columns[names.index(time_column)].type == "date":
         raise ContractError("time.period: 'hour' needs a timestamp time column, not a date")
+    # `keys: []` is one series (one sensor, one index): features run over all rows as one entity
     keys = _tuple(_require(data, "keys", "contract"))
-    if not keys:
-        raise ContractError("contract.keys: at least one entity key column is required")
+    if len(set(keys)) != len(keys):
+        raise ContractError(f"contract.keys: repeated column(s) in {list(keys)}")
     for k in keys:
         known(k, "contract.keys")
     target = known(_require(data, "target", "contract"), "contract.target")
@@ -273,10 +284,26 @@ def parse_contract(data: dict[str, Any]) -> Contract:
         raise ContractError("csv.delimiter: must be a single character")
 
     dup = data.get("duplicates") or {}
-    _check_keys(dup, {"policy"}, "duplicates")
+    if not isinstance(dup, dict):
+        raise ContractError("duplicates: must be a mapping, e.g. {policy: last}")
+    # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true: `{policy: last, on: [a, b]}` means "on"
+    dup = {("on" if k is True else k): v for k, v in dup.items()}
+    _check_keys(dup, {"policy", "on", "drop_exact_repeats"}, "duplicates")
     policy = dup.get("policy", "last")
     if policy not in DUPLICATE_POLICIES:
         raise ContractError(f"duplicates.policy: {policy!r} is not one of {sorted(DUPLICATE_POLICIES)}")
+    dup_on = _tuple(dup.get("on"))
+    if "on" in dup and not dup_on:
+        raise ContractError("duplicates.on: must name at least one column (leave it out to compare keys and time)")
+    if len(set(dup_on)) != len(dup_on):
+        raise ContractError(f"duplicates.on: repeated column(s) in {list(dup_on)}")
+    for col in dup_on:
+        known(col, "duplicates.on")
+    if dup_on and policy == "keep":
+        raise ContractError("duplicates.on: policy 'keep' removes no duplicates by key; use 'last' or 'first'")
+    drop_exact = dup.get("drop_exact_repeats", True)
+    if not isinstance(drop_exact, bool):
+        raise ContractError("duplicates.drop_exact_repeats: must be true or false")
     missing = data.get("missing_periods", "leave")
     if missing not in MISSING_PERIOD_POLICIES:
         raise ContractError(f"missing_periods: {missing!r} is not one of {sorted(MISSING_PERIOD_POLICIES)}")
@@ -310,6 +337,9 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     for k, v in limits.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ContractError(f"limits.{k}: must be a positive integer")
+    schedule = data.get("schedule", DEFAULT_SCHEDULE)
+    if not isinstance(schedule, str) or not schedule.strip():
+        raise ContractError("schedule: must be a cron expression or an Airflow preset such as @hourly")
     return Contract(
         name=name,
         columns=columns,
@@ -322,10 +352,13 @@ def parse_contract(data: dict[str, Any]) -> Contract:
         price_column=price,
         flags=flags,
         duplicate_policy=policy,
+        duplicate_on=dup_on,
+        drop_exact_repeats=drop_exact,
         missing_periods=missing,
         features=features,
         max_batch_files=int(limits.get("max_batch_files", 1000)),
         max_batch_bytes=int(limits.get("max_batch_bytes", 10 * 1024**3)),
+        schedule=schedule.strip(),
     )
 
 
@@ -352,4 +385,6 @@ def contract_from_dict(data: dict[str, Any]) -> Contract:
     d["features"] = Features(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["features"].items()})
     for k in ("keys", "flags"):
         d[k] = tuple(d[k])
+    if "duplicate_on" in d:  # plans frozen before natural keys existed hold no such field
+        d["duplicate_on"] = tuple(d["duplicate_on"])
     return Contract(**d)

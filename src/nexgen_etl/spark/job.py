@@ -198,7 +198,9 @@ class BatchJob:
         # roll-up and the feature windows need no shuffle of their own, the features often no sort; cached with
         # its marks, so that the clean write, the features and the accounting share them (the first of them to
         # reach a partition computes it, the others wait for it and read it)
-        marked = clean.mark_duplicates(frame.repartition(*c.keys), c).persist(CACHE)
+        # (a single series, `keys: []`, is one partition: its windows partition by nothing)
+        by_entity = frame.repartition(*clean.entity(c)) if c.keys else frame.repartition(1)
+        marked = clean.mark_duplicates(by_entity, c).persist(CACHE)
         kept = marked.where(~F.col("_exact_dup"))
         clean_written = self.write_clean(kept, files, in_frame, actions, gathered)
         self.write_features(kept, extents, spans, actions, gathered)
@@ -219,7 +221,7 @@ class BatchJob:
             hist_keys = files.published_within(history, exclude=self.batch_keys)
             in_frame += hist_keys
             hist = files.to_ids(hist.where(~self.published_in_batch()), files.frame(self.spark, hist_keys))
-            frame = hist if frame is None else frame.unionByName(hist.select(*frame.columns))
+            frame = hist if frame is None else frame.unionByName(hist.select(*[clean.col(n) for n in frame.columns]))
         return frame, in_frame
 
     def write_clean(self, kept: DataFrame, files: SourceFiles, in_frame: list[str], actions: Actions,
@@ -290,7 +292,7 @@ class BatchJob:
             for name in expected:
                 if name not in df.columns:
                     df = df.withColumn(name, F.lit(None).cast("string"))
-            df = df.select(*expected, clean.CORRUPT)
+            df = df.select(*[clean.col(n) for n in expected], clean.CORRUPT)
             if len(members) == 1:  # the file is known: no file name per row, no join (nor its broadcast job)
                 o = members[0]
                 df = df.select("*", F.lit(files.ids[o.key]).alias(clean.FILE),
@@ -309,7 +311,7 @@ class BatchJob:
             return None
         raw = reduce(DataFrame.unionByName, frames)
         raw = raw.withColumn("_row_id", F.monotonically_increasing_id())
-        return raw.select(*expected, clean.CORRUPT, "_row_id", clean.FILE, "_source_lm")
+        return raw.select(*[clean.col(n) for n in expected], clean.CORRUPT, "_row_id", clean.FILE, "_source_lm")
 
     def read_clean(self, files: list[str]) -> DataFrame | None:
         """Published clean files (catalog keys), with the partition column; None when there are none."""
@@ -329,13 +331,13 @@ class BatchJob:
         from the batch's own dates (a new day months after an entity's last one, or a correction that removes
         its last row)."""
         c = self.contract
-        keys = list(c.keys)
+        keys = clean.entity(c)
         p = clean.period_start(c).alias("_p")
         kept = []
         old = None
         pub = self.read_clean(catalog.files("clean"))
         if pub is not None:
-            pub = pub.select(*keys, c.time_column, "_source_key")
+            pub = pub.select(*keys, clean.col(c.time_column), "_source_key")
             old = pub.groupBy(*keys).agg(F.min(p).alias("_of"), F.max(p).alias("_ol"))
             kept.append(pub.where(~self.published_in_batch()).select(*keys, p))
         if batch_rows is not None:
@@ -346,12 +348,13 @@ class BatchJob:
                .agg(F.min("_p").alias("_first"), F.max("_p").alias("_last"))
                .persist(StorageLevel.MEMORY_AND_DISK))
         if old is None:
-            old = local_frame(self.spark, [], new.schema).select(*keys, F.col("_first").alias("_of"),
-                                                                 F.col("_last").alias("_ol"))
+            old = new.where(F.lit(False)).select(*keys, F.col("_first").alias("_of"), F.col("_last").alias("_ol"))
         of, ol, nf, nl = (F.col(x) for x in ("_of", "_ol", "_first", "_last"))
         # where filled rows can appear or vanish: between an old and a new first (or last) period, all of a new
-        # entity's span (its gaps may lie further than the lookback from any of its rows), all of a gone one's
-        moved = old.join(new, keys, "full_outer").select(
+        # entity's span (its gaps may lie further than the lookback from any of its rows), all of a gone one's.
+        # A single series (no keys) is at most one row on each side, joined on nothing
+        both = old.join(new, list(c.keys) if c.keys else F.lit(True), "full_outer")
+        moved = both.select(
             F.least(F.when(of != nf, F.least(of, nf)), F.when(ol != nl, F.least(ol, nl)),
                     F.when(nf.isNull(), of), F.when(of.isNull(), nf)).alias("lo"),
             F.greatest(F.when(of != nf, F.greatest(of, nf)), F.when(ol != nl, F.greatest(ol, nl)),

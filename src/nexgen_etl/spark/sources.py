@@ -52,7 +52,8 @@ class SourceFiles:
         out = published.join(F.broadcast(frame.select(clean.FILE, "_source_key")), "_source_key", "left")
         missing = F.raise_error(F.concat(F.lit("a published row's source is not in the catalog: "), "_source_key"))
         return out.select(F.coalesce(F.col(clean.FILE), missing.cast("int")).alias(clean.FILE),
-                          *[c for c in published.columns if c not in (clean.FILE, "_source_key", "_source_etag")])
+                          *[clean.col(c) for c in published.columns
+                            if c not in (clean.FILE, "_source_key", "_source_etag")])
 
 
 def with_source(df: DataFrame, files: SourceFiles, keys: Sequence[str]) -> DataFrame:
@@ -77,4 +78,5 @@ def with_source(df: DataFrame, files: SourceFiles, keys: Sequence[str]) -> DataF
         df = df.join(F.broadcast(files.frame(df.sparkSession, keys)), clean.FILE, "left")
         key = F.coalesce(F.col("_source_key"), missing)
         etag = F.when(F.col("_source_key").isNotNull(), F.col("_source_etag")).otherwise(missing)
-    return df.select(key.cast("string").alias("_source_key"), etag.cast("string").alias("_source_etag"), *rest)
+    return df.select(key.cast("string").alias("_source_key"), etag.cast("string").alias("_source_etag"),
+                     *[clean.col(c) for c in rest])

@@ -73,3 +73,93 @@ def test_keys_ordered_by_date_is_off_by_default_and_must_be_a_bool():
     d["source"]["keys_ordered_by_date"] = "yes"
     with pytest.raises(ContractError, match="source.keys_ordered_by_date"):
         parse_contract(d)
+
+
+def test_duplicates_default_to_last_on_keys_and_time_dropping_exact_repeats():
+    c = load_contract()
+    assert (c.duplicate_policy, c.duplicate_on, c.drop_exact_repeats) == ("last", (), True)
+    # a plan frozen before these fields existed still loads, with the same defaults
+    old = c.to_dict()
+    del old["duplicate_on"], old["drop_exact_repeats"]
+    assert contract_from_dict(old) == c
+
+
+@pytest.mark.parametrize("dup", [
+    {"policy": "first"},
+    {"policy": "keep"},
+    {"policy": "keep", "drop_exact_repeats": False},
+    {"policy": "last", "on": ["store_id", "date"]},
+    {"policy": "first", "on": "sku"},
+])
+def test_duplicate_policies_parse_and_round_trip(dup):
+    d = base()
+    d["duplicates"] = dup
+    c = parse_contract(d)
+    on = dup.get("on", ())
+    assert (c.duplicate_policy, c.duplicate_on, c.drop_exact_repeats) == (
+        dup["policy"], tuple(on) if isinstance(on, list) else (on,) if on else (), dup.get("drop_exact_repeats", True))
+    assert contract_from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize("dup, field", [
+    ({"policy": "keep", "on": ["sku"]}, "duplicates.on: policy 'keep'"),
+    ({"policy": "last", "on": ["invoice"]}, "duplicates.on: 'invoice' is not a declared column"),
+    ({"policy": "last", "on": []}, "duplicates.on: must name at least one column"),
+    ({"policy": "last", "on": ["sku", "sku"]}, "duplicates.on: repeated"),
+    ({"policy": "keep", "drop_exact_repeats": "no"}, "duplicates.drop_exact_repeats: must be true or false"),
+    ({"policy": "last", "exact": False}, "duplicates: unknown field(s) exact"),
+    ("last", "duplicates: must be a mapping"),
+])
+def test_duplicate_errors_name_the_field(dup, field):
+    d = base()
+    d["duplicates"] = dup
+    with pytest.raises(ContractError) as err:
+        parse_contract(d)
+    assert field in str(err.value)
+
+
+def test_no_keys_is_one_series():
+    d = base()
+    d["keys"] = []
+    c = parse_contract(d)
+    assert c.keys == ()
+    assert contract_from_dict(c.to_dict()) == c
+    d["keys"] = None  # the field is still required: `keys: []` says "one series" on purpose
+    with pytest.raises(ContractError, match="contract.keys: required field is missing"):
+        parse_contract(d)
+    d["keys"] = ["sku", "sku"]
+    with pytest.raises(ContractError, match="contract.keys: repeated"):
+        parse_contract(d)
+
+
+def test_awkward_column_names_are_accepted():
+    d = base()
+    d["columns"][3] = {"name": "pm2.5 (µg/m³)", "source": "1st `pm` value", "type": "double", "required": True}
+    d["target"] = "pm2.5 (µg/m³)"
+    c = parse_contract(d)
+    assert c.column("pm2.5 (µg/m³)").raw_name == "1st `pm` value"
+
+
+def test_a_bare_on_key_in_yaml_is_the_natural_key(tmp_path):
+    """YAML 1.1 reads `on:` as the boolean true; the contract takes it for `on` all the same."""
+    d = base()
+    text = DEFAULT_CONTRACT.read_text().replace("duplicates: {policy: last}", "duplicates: {policy: first, on: [sku]}")
+    assert "on: [sku]" in text and True in yaml.safe_load(text)["duplicates"]
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    c = load_contract(path)
+    assert (c.duplicate_policy, c.duplicate_on) == ("first", ("sku",))
+    d["duplicates"] = {"policy": "last", "on": ["sku"]}
+    assert parse_contract(d).duplicate_on == ("sku",)
+
+
+@pytest.mark.parametrize("column, what", [
+    ({"name": "UNITS_SOLD", "type": "double"}, "names that differ only in case ['UNITS_SOLD', 'units_sold']"),
+    ({"name": "units2", "source": "Units_Sold", "type": "double"}, "sources that differ only in case"),
+])
+def test_names_that_differ_only_in_case_are_rejected(column, what):
+    d = base()
+    d["columns"].append(column)
+    with pytest.raises(ContractError) as err:
+        parse_contract(d)
+    assert what in str(err.value)

@@ -2,6 +2,9 @@
 
 Every function takes and returns DataFrames; none opens a session, a path or a bucket. Each input row ends
 with exactly one fate, so per-file accounting adds up: quarantined, duplicate_exact, duplicate_key, merged, out.
+
+A contract's column names are the user's (dots, spaces, backticks, any letters): they reach Spark only through
+`quoted` / `col`, never as a bare string that Spark would parse (`pm2.5` would read as field `5` of `pm2`).
 """
 
 from __future__ import annotations
@@ -23,14 +26,30 @@ REASON_SEPARATOR = "\u001f"  # ASCII unit separator: never part of a reason code
 SPARK_TYPES = {"string": "string", "int": "int", "long": "bigint", "double": "double", "boolean": "boolean"}
 
 
+def quoted(name: str) -> str:
+    """A column name as Spark SQL reads it literally (in F.col, SQL text, a DDL schema): in backticks, with a
+    backtick inside doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def col(name: str) -> SparkColumn:
+    """The column of this exact name (no parsing of dots or backticks)."""
+    return F.col(quoted(name))
+
+
+def entity(contract: Contract) -> list[SparkColumn]:
+    """The entity key columns, to partition by; none for a single series (`keys: []`): one window over all rows."""
+    return [col(k) for k in contract.keys]
+
+
 def raw_schema_ddl(contract: Contract, header: list[str] | None = None) -> str:
     """All-string read schema in source column order (plus the corrupt-record column)."""
     names = header or [c.raw_name for c in contract.columns]
-    return ", ".join(f"`{n}` STRING" for n in names) + f", `{CORRUPT}` STRING"
+    return ", ".join(f"{quoted(n)} STRING" for n in names) + f", {quoted(CORRUPT)} STRING"
 
 
 def _normalised(col: Column, contract: Contract) -> SparkColumn:
-    c = F.col(f"`{col.raw_name}`")
+    c = F.col(quoted(col.raw_name))
     if col.trim:
         c = F.trim(c)
     nulls = list(contract.csv.null_values)
@@ -73,7 +92,7 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
     apart when merging it would repeat a costly expression.
     """
     cols = contract.columns
-    raw_cols = [F.col(f"`{c.raw_name}`") for c in cols]
+    raw_cols = [F.col(quoted(c.raw_name)) for c in cols]
     has_corrupt = CORRUPT in raw.columns
     carried = [*SOURCE_COLUMNS, *raw_cols, *([F.col(CORRUPT)] if has_corrupt else [])]
     s_name = {c.name: f"__s{i}" for i, c in enumerate(cols)}
@@ -128,48 +147,77 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.size(REASONS) == 0).drop(REASONS, "_raw")
 
 
-# the winner among rows with the same key and time is the greatest of these: newest file (then the greatest key),
-# then last row in the file
+# the winner among duplicates by key is the greatest of these under `last` (newest file, then the greatest key, then
+# the last row in the file) and the least under `first` (oldest file, then the least key, then the first row)
 WINNER_RANK = ("_source_lm", FILE, "_row_id")
 
 
 def winner_order(contract: Contract) -> list[SparkColumn]:
-    """The stated winner among rows with the same key and time first (WINNER_RANK, descending)."""
+    """The newest row first (WINNER_RANK, descending): the tie-break among rows of one period with the same latest
+    time, when the roll-up picks its representative (the policies `keep` and `on` leave such rows side by side)."""
     return [F.col(c).desc() for c in WINNER_RANK]
 
 
+def duplicate_group(contract: Contract) -> list[SparkColumn]:
+    """The columns whose equal values make rows duplicates by key: the natural key (`duplicates.on`) with the
+    row's day, else the entity keys and the exact time. A group never spans two days: an incremental batch reads
+    back the days around its own rows only, and must find every row its rows compete with there."""
+    if contract.duplicate_on:
+        return [*[col(c) for c in contract.duplicate_on], period_start(contract).cast("date")]
+    return [*entity(contract), col(contract.time_column)]
+
+
 def mark_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
-    """Adds `_exact_dup` and `_key_dup`; a row with neither is the winner of its (keys, time) group.
+    """Adds `_exact_dup` and `_key_dup`; a row with neither goes on to the roll-up (to the features).
 
-    `_exact_dup`: a repeat of an identical (cleaned) row earlier in the same file. `_key_dup`: a row that is not
-    such a repeat but loses to its group's winner, the newest file's last row (`winner_order`).
+    `_exact_dup`: a repeat of an identical (cleaned) row earlier in the same file; never, with
+    `duplicates.drop_exact_repeats: false`. `_key_dup`: a row that is not such a repeat but loses to its group's
+    winner (duplicate_group; the newest file's last row under `last`, the oldest file's first row under `first`);
+    never under `keep`, where every row rolls up into its period.
 
-    One sort serves both windows and the feature windows after them: the exact-repeat window lists the keys and
-    the time first (then the file, whose modification time is the same on all its rows, and the other columns),
-    so its order begins with the group window's partition and the features' (keys, period) order.
+    With the default policy, one sort serves both windows and the feature windows after them: the exact-repeat
+    window lists the keys and the time first (then the file, whose modification time is the same on all its rows,
+    and the other columns), so its order begins with the group window's partition and the features' (keys,
+    period) order.
     """
-    keys, t = list(contract.keys), contract.time_column
-    rest = [n for n in contract.column_names if n not in keys and n != t]
-    repeats = Window.partitionBy(*keys, t, "_source_lm", FILE, *rest).orderBy("_row_id")
-    df = rows.withColumn("_exact_dup", F.row_number().over(repeats) > 1)
-    # the winner is the greatest WINNER_RANK among the rows that are not repeats; max skips the nulls
+    keys, t = entity(contract), col(contract.time_column)
+    rest = [col(n) for n in contract.column_names if n not in contract.keys and n != contract.time_column]
+    if contract.drop_exact_repeats:
+        repeats = Window.partitionBy(*keys, t, "_source_lm", FILE, *rest).orderBy("_row_id")
+        df = rows.withColumn("_exact_dup", F.row_number().over(repeats) > 1)
+    else:
+        df = rows.withColumn("_exact_dup", F.lit(False))
+    if contract.duplicate_policy == "keep":
+        return df.withColumn("_key_dup", F.lit(False))
+    # the winner is the greatest (last) or least (first) WINNER_RANK among the rows that are not repeats; max and
+    # min skip the nulls
     rank = F.struct(*WINNER_RANK)
-    best = F.max(F.when(~F.col("_exact_dup"), rank)).over(Window.partitionBy(*keys, t))
+    pick = F.min if contract.duplicate_policy == "first" else F.max
+    best = pick(F.when(~F.col("_exact_dup"), rank)).over(Window.partitionBy(*duplicate_group(contract)))
     return df.withColumn("_key_dup", ~F.col("_exact_dup") & (rank != best))
 
 
 def period_start(contract: Contract) -> SparkColumn:
-    t = F.col(contract.time_column)
+    t = col(contract.time_column)
     if contract.column(contract.time_column).type == "date":
         return t
     return F.date_trunc(contract.period, t) if contract.period == "hour" else F.to_date(t)
 
 
 def needs_rollup(contract: Contract) -> bool:
-    return contract.column(contract.time_column).type != "date"
+    """Whether rows of one entity and period merge: a timestamp time column, or a policy that leaves several rows
+    with the same keys and time (`keep`, a natural key), whatever the time column's type."""
+    return (contract.column(contract.time_column).type != "date" or contract.duplicate_policy == "keep"
+            or bool(contract.duplicate_on))
 
 
 _AGG = {"sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min, "count": F.count}
+
+
+def _in_period(contract: Contract) -> Window:
+    """The rows of one entity and period, the representative first: the latest time, then winner_order."""
+    return Window.partitionBy(*entity(contract), "_period").orderBy(col(contract.time_column).desc(),
+                                                                    *winner_order(contract))
 
 
 def rollup_to_period(winners: DataFrame, contract: Contract) -> DataFrame:
@@ -177,22 +225,19 @@ def rollup_to_period(winners: DataFrame, contract: Contract) -> DataFrame:
 
     Also returns, per source row, whether it was the representative (`out`) or `merged` into another.
     """
-    key_cols = [*contract.keys]
     df = winners.withColumn("_period", period_start(contract))
     if not needs_rollup(contract):
         return df
-    w_last = Window.partitionBy(*key_cols, "_period").orderBy(
-        F.col(contract.time_column).desc(), *winner_order(contract))
-    df = df.withColumn("_rank_in_period", F.row_number().over(w_last))
+    df = df.withColumn("_rank_in_period", F.row_number().over(_in_period(contract)))
     aggs = []
     for c in contract.columns:
-        if c.name in key_cols or c.name == contract.time_column:
+        if c.name in contract.keys or c.name == contract.time_column:
             continue
         if c.rollup == "last":
-            aggs.append(F.max_by(F.col(c.name), -F.col("_rank_in_period")).alias(c.name))
+            aggs.append(F.max_by(col(c.name), -F.col("_rank_in_period")).alias(c.name))
         else:
-            aggs.append(_AGG[c.rollup](c.name).alias(c.name))
-    return df.groupBy(*key_cols, "_period").agg(*aggs)
+            aggs.append(_AGG[c.rollup](col(c.name)).alias(c.name))
+    return df.groupBy(*entity(contract), "_period").agg(*aggs)
 
 
 def row_fates(marked: DataFrame, contract: Contract) -> DataFrame:
@@ -211,6 +256,4 @@ def rollup_fates(winners: DataFrame, contract: Contract) -> DataFrame:
     """Per winning row of a contract that rolls up (needs_rollup): `out` if it represents its period, else `merged`
     (rolled into the representative)."""
     df = winners.withColumn("_period", period_start(contract))
-    w = Window.partitionBy(*contract.keys, "_period").orderBy(F.col(contract.time_column).desc(),
-                                                              *winner_order(contract))
-    return df.withColumn("_fate", F.when(F.row_number().over(w) == 1, "out").otherwise("merged"))
+    return df.withColumn("_fate", F.when(F.row_number().over(_in_period(contract)) == 1, "out").otherwise("merged"))

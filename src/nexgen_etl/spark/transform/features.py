@@ -2,6 +2,9 @@
 
 Lags read the target at exactly t-k periods (null when that period has no row); rolling statistics cover the
 k periods before t and never t itself, so no feature at t can see the target at t.
+
+An entity is one combination of the contract's keys; with `keys: []` all rows are one series, and the windows
+partition by nothing. Every contract column name goes through clean.col / clean.quoted.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pyspark.sql.types import DoubleType
 
 from nexgen_etl.core.contract import Contract
 from nexgen_etl.spark.frames import local_frame
+from nexgen_etl.spark.transform.clean import col, entity, quoted
 
 PERIOD = "_period"
 T = "_t"
@@ -94,12 +98,12 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
         if not kernel_applies(periods, contract):
             raise ValueError("the window kernel needs a double target and price")
         return _kernel_features(df, order, contract)
-    partition = ", ".join(f"`{k}`" for k in contract.keys)
+    partition = f"PARTITION BY {', '.join(quoted(k) for k in contract.keys)} " if contract.keys else ""
 
     def over(agg: str, column: str, back_from: int, back_to: int) -> SparkColumn:
         """agg(column) over the periods t-back_from … t-back_to. Written in SQL: the DataFrame API passes frame
         offsets as BIGINT, which a date order does not take."""
-        return F.expr(f"{agg}(`{column}`) OVER (PARTITION BY {partition} ORDER BY `{order}` "
+        return F.expr(f"{agg}({quoted(column)}) OVER ({partition}ORDER BY {quoted(order)} "
                       f"RANGE BETWEEN {back_from} PRECEDING AND {back_to} PRECEDING)")
 
     out: list[SparkColumn] = []
@@ -109,10 +113,10 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
         for s in f.rolling_stats:
             out.append(over(_STATS[s], tgt, win, 1).alias(f"{tgt}_roll_{s}_{win}"))
     if f.price and price:
-        out.append((F.col(price) - over("max", price, 1, 1)).alias(f"{price}_change_1"))
+        out.append((col(price) - over("max", price, 1, 1)).alias(f"{price}_change_1"))
         for win in f.rolling_windows:
             mean = over("avg", price, win, 1)
-            out.append(F.when(mean != 0, F.col(price) / mean).alias(f"{price}_ratio_mean_{win}"))
+            out.append(F.when(mean != 0, col(price) / mean).alias(f"{price}_ratio_mean_{win}"))
     if f.calendar:
         out.extend(calendar_columns(contract))
     return df.select("*", *out)
@@ -146,23 +150,24 @@ def _kernel_features(df: DataFrame, order: str, contract: Contract) -> DataFrame
     f, tgt, price = contract.features, contract.target, contract.price_column
     period = F.expr(f"unix_date(`{PERIOD}`)").cast("long") if order == PERIOD else F.col(order).cast("long")
     with_price = bool(f.price and price)
-    kernel = kernel_column(df.sparkSession, period, F.col(tgt), F.col(price) if with_price else None, f.lags,
+    kernel = kernel_column(df.sparkSession, period, col(tgt), col(price) if with_price else None, f.lags,
                            f.rolling_windows, f.rolling_stats)
-    window = Window.partitionBy(*contract.keys).orderBy(order).rowsBetween(Window.unboundedPreceding,
-                                                                           Window.currentRow)
+    # no keys: one window over all rows (one series); the kernel's state starts afresh in each window partition
+    window = Window.partitionBy(*entity(contract)).orderBy(order).rowsBetween(Window.unboundedPreceding,
+                                                                              Window.currentRow)
     wf = "_wf"
     out: list[SparkColumn] = [F.col(f"{wf}.lag_{k}").alias(f"{tgt}_lag_{k}") for k in f.lags]
     for win in f.rolling_windows:
         for s in f.rolling_stats:
             out.append(F.col(f"{wf}.{s}_{win}").alias(f"{tgt}_roll_{s}_{win}"))
     if with_price:
-        out.append((F.col(price) - F.col(f"{wf}.price_lag_1")).alias(f"{price}_change_1"))
+        out.append((col(price) - F.col(f"{wf}.price_lag_1")).alias(f"{price}_change_1"))
         for win in f.rolling_windows:
             mean = F.col(f"{wf}.price_mean_{win}")
-            out.append(F.when(mean != 0, F.col(price) / mean).alias(f"{price}_ratio_mean_{win}"))
+            out.append(F.when(mean != 0, col(price) / mean).alias(f"{price}_ratio_mean_{win}"))
     if f.calendar:
         out.extend(calendar_columns(contract))
-    return df.select("*", kernel.over(window).alias(wf)).select(*df.columns, *out)
+    return df.select("*", kernel.over(window).alias(wf)).select(*[col(c) for c in df.columns], *out)
 
 
 def fills(contract: Contract) -> bool:
@@ -185,7 +190,7 @@ def fill_missing_periods(periods: DataFrame, extents: DataFrame, contract: Contr
     """
     if not fills(contract) or not spans:
         return periods
-    keys = list(contract.keys)
+    keys = entity(contract)
     frame = local_frame(periods.sparkSession, spans, "_lo date, _hi date")
     lo, hi = F.col("_lo"), F.col("_hi")
     if contract.period == "hour":
@@ -193,11 +198,11 @@ def fill_missing_periods(periods: DataFrame, extents: DataFrame, contract: Contr
     start, end = F.greatest(F.col("_first"), lo), F.least(F.col("_last"), hi)
     grid = (extents.crossJoin(F.broadcast(frame)).where(start <= end)
             .select(*keys, F.explode(F.sequence(start, end, period_step(contract))).alias(PERIOD)))
-    missing = grid.join(periods.select(*keys, PERIOD), [*keys, PERIOD], "left_anti")
+    missing = grid.join(periods.select(*keys, PERIOD), [*contract.keys, PERIOD], "left_anti")
     declared = {c.name: c for c in contract.columns}
     values = []
     for fld in periods.schema.fields:
-        if fld.name in keys or fld.name == PERIOD:
+        if fld.name in contract.keys or fld.name == PERIOD:
             continue
         if fld.name == contract.target:
             value = F.lit(0) if contract.missing_periods == "fill_zero" else F.lit(None)
@@ -223,4 +228,4 @@ def finalize(features: DataFrame, contract: Contract) -> DataFrame:
     """Stable column order and the partition column (the period's date; its folders read yyyy-MM-dd)."""
     df = features.withColumn(contract.time_column, F.col(PERIOD)).withColumn(PARTITION_COLUMN,
                                                                              F.col(PERIOD).cast("date"))
-    return df.select(*output_columns(contract))
+    return df.select(*[col(c) for c in output_columns(contract)])
