@@ -28,7 +28,7 @@ FILLED = "is_filled"
 
 _STATS = {"mean": "avg", "std": "stddev_samp", "min": "min", "max": "max"}  # SQL aggregate names
 # the window kernel (jars/scala, built into nexgen-spark.jar by scripts/resolve_jars.sh; on a local driver's class
-# path, shipped to a cluster's executors with --jars: spark_submit.submit_spec)
+# path, shipped to a cluster's executors with --jars: spark.submit.submit_spec)
 KERNEL_CLASS = "io.nexgen.spark.WindowFeatures"
 ENGINES = ("auto", "kernel", "sql")
 
