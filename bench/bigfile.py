@@ -13,11 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.bigfile import run_big_batch  # noqa: E402
-
-from nexgen_etl.dev.local_services import MotoServer  # noqa: E402
+from nexgen_etl.dev.bigfile import run_big_batch
+from nexgen_etl.dev.local_services import MotoServer
 
 
 def main() -> int:

@@ -12,9 +12,9 @@ from nexgen_etl.core.headers import HEAD_BYTES
 from nexgen_etl.core.settings import Settings
 from nexgen_etl.core.state import FileStateStore
 from nexgen_etl.core.storage import S3Store
+from nexgen_etl.dev.bigfile import run_big_batch, write_big_csv
 from nexgen_etl.dev.local_services import create_buckets
 from nexgen_etl.run.pipeline import Pipeline
-from tests.bigfile import run_big_batch, write_big_csv
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET
 
 MB = 1_000_000

@@ -51,8 +51,7 @@ def build(settings: Settings | None = None, force: bool = False) -> Path:
 def _train(settings: Settings, work: Path, archive: Path) -> None:
     """Two batches of generated sample files, read from a local folder and published to S3 on moto's server (as in
     the demo) when moto is installed, else to a local folder: with S3, their drivers load S3A's classes and the
-    AWS SDK's too (some 2,000 more; a 100k-row batch through S3, 4 interleaved rounds: 20.7 -> 19.4 s median).
-    The second batch's driver writes the archive."""
+    AWS SDK's too (what that saves: docs/performance.md). The second batch's driver writes the archive."""
     from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret
     from nexgen_etl.core.storage import LocalStore, S3Store, s3_client
     from nexgen_etl.dev.demo import DEMO_KEY, DEMO_SECRET  # moto accepts any credentials: the demo's

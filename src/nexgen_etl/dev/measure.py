@@ -1,6 +1,6 @@
 """The peak resident memory of a process tree, sampled from /proc (Linux; psutil is not a dependency).
 
-Used by the benchmark (bench/measure.py: every measured run) and the big-file test and run (tests/bigfile.py).
+Used by the benchmark (bench/measure.py: every measured run) and the big-file test and run (dev/bigfile.py).
 """
 
 from __future__ import annotations
