@@ -62,27 +62,8 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> Manifest:
         manifest = read_manifest(store, batch_id) or Manifest(batch_id)
         _cleanup(store, batch_id, catalog, manifest.outputs)
         return manifest.with_publish("already_published")
-    result_key = layout.result_key(batch_id)
-    if not store.head(result_key):
-        raise TransformMissingError(f"batch {batch_id}: no transform result at {store.url}{result_key}; "
-                                    "run the transform step first")
-    result = StagedResult.from_json(store.get_bytes(result_key))
-    if result.catalog_version != catalog.version:
-        raise StaleCatalogError(f"batch {batch_id} was transformed against catalog v{result.catalog_version}, "
-                                f"the catalog is now v{catalog.version}: transform it again")
-    replaced: dict[str, dict[str, list[str]]] = {}
-    for ds in DATASETS:
-        staged = _staged_files(store, batch_id, ds)
-        replaced[ds] = {}
-        for part in result.affected_partitions(ds, catalog.partitions(ds), list(staged)):
-            finals = []
-            for i, src in enumerate(staged.get(part, [])):
-                dst = layout.published_file(ds, part, batch_id, i)
-                store.copy(src, dst)
-                finals.append(dst)
-                if ds == "features" and len(finals) == 1:
-                    maybe_fail("load.mid_copy")
-            replaced[ds][part] = finals
+    result = _staged_result(store, batch_id, catalog)
+    replaced = _copy_to_final_names(store, batch_id, result, catalog)
     sources = {k: {**v, "batch": batch_id} for k, v in result.sources.items()}
     new_catalog = catalog.with_batch(batch_id, replaced, sources, result.schemas)
     manifest = Manifest(
@@ -111,6 +92,38 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> Manifest:
     maybe_fail("load.after_catalog")
     _cleanup(store, batch_id, new_catalog, replaced)
     return manifest.with_publish("published")
+
+
+def _staged_result(store: ObjectStore, batch_id: str, catalog: Catalog) -> StagedResult:
+    """The transform's result of the batch, refused when it was computed against another catalog version."""
+    result_key = layout.result_key(batch_id)
+    if not store.head(result_key):
+        raise TransformMissingError(f"batch {batch_id}: no transform result at {store.url}{result_key}; "
+                                    "run the transform step first")
+    result = StagedResult.from_json(store.get_bytes(result_key))
+    if result.catalog_version != catalog.version:
+        raise StaleCatalogError(f"batch {batch_id} was transformed against catalog v{result.catalog_version}, "
+                                f"the catalog is now v{catalog.version}: transform it again")
+    return result
+
+
+def _copy_to_final_names(store: ObjectStore, batch_id: str, result: StagedResult,
+                         catalog: Catalog) -> dict[str, dict[str, list[str]]]:
+    """dataset → partition → the batch's final file names, for every partition it replaces (empty: dropped)."""
+    replaced: dict[str, dict[str, list[str]]] = {}
+    for ds in DATASETS:
+        staged = _staged_files(store, batch_id, ds)
+        replaced[ds] = {}
+        for part in result.affected_partitions(ds, catalog.partitions(ds), list(staged)):
+            finals = []
+            for i, src in enumerate(staged.get(part, [])):
+                dst = layout.published_file(ds, part, batch_id, i)
+                store.copy(src, dst)
+                finals.append(dst)
+                if ds == "features" and len(finals) == 1:
+                    maybe_fail("load.mid_copy")
+            replaced[ds][part] = finals
+    return replaced
 
 
 def _cleanup(store: ObjectStore, batch_id: str, catalog: Catalog, touched: dict[str, dict[str, list[str]]]) -> None:
