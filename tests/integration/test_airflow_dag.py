@@ -1,6 +1,6 @@
 """The DAG under a real Airflow 3 (`airflow dags test`, SQLite metadata DB) against moto's S3 server and a real
-spark-submit: it publishes, advances the watermark Variable, short-circuits when nothing is new, and never
-prints the secret."""
+spark-submit: it publishes, advances the watermark Variable, announces the batch on the feed's Asset once,
+short-circuits when nothing is new, and never prints the secret."""
 
 from __future__ import annotations
 
@@ -146,6 +146,19 @@ def test_second_run_short_circuits(dag_runs):
     assert "No new files above the watermark" in out
     cat = read_catalog(S3Store("nexgen-loading-data", "", dag_runs["s3"]))
     assert len(cat.batches) == 1
+
+
+def test_one_asset_event_for_the_batch_despite_the_retried_load(dag_runs):
+    """The load retried after its fault, then commit announced the batch: one event of the feed's Asset, from commit,
+    naming the batch and its 10 periods; the second run (nothing new) added none."""
+    import sqlite3
+
+    db = sqlite3.connect(dag_runs["home"] / "airflow.db")
+    rows = db.execute("select e.extra, e.source_task_id from asset_event e join asset a on a.id = e.asset_id "
+                      "where a.name = 'nexgen://features/nexgen_sales'").fetchall()
+    batch = read_catalog(S3Store("nexgen-loading-data", "", dag_runs["s3"])).batches[0]
+    assert [(json.loads(extra)["batch_id"], task) for extra, task in rows] == [(batch, "commit")]
+    assert len(json.loads(rows[0][0])["periods"]["features"]) == 10
 
 
 def test_secret_never_in_output_logs_or_xcom(dag_runs):

@@ -8,9 +8,13 @@ Amazon provider's AwsBaseHook.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
 from nexgen_etl.run.preflight import SetupError
+
+if TYPE_CHECKING:
+    from nexgen_etl.airflow.feeds import Feed
 
 AWS_CONN_ID = "aws_default"
 
@@ -59,20 +63,32 @@ def credentials_from_connection(conn_id: str = AWS_CONN_ID) -> AwsCredentials:
     return AwsCredentials(creds.access_key, Secret(creds.secret_key), Secret(creds.token) if creds.token else None)
 
 
-def settings_from_airflow(conn_id: str = AWS_CONN_ID) -> Settings:
-    """Settings from the environment, with the S3 endpoint and region of the Airflow Connection and the
-    locations from the Variables nexgen_raw_url / nexgen_output_url when they are set."""
+def settings_from_airflow(conn_id: str = AWS_CONN_ID, feed: Feed | None = None) -> Settings:
+    """Settings from the environment, with the S3 endpoint and region of the Airflow Connection and the feed's
+    locations and contract (nexgen_etl.airflow.feeds): the default feed's from the Variables nexgen_raw_url /
+    nexgen_output_url / nexgen_contract when they are set, another feed's from its own Variables
+    (nexgen_raw_url__<feed>, nexgen_output_url__<feed>) or else under the shared ones, and its contract file."""
     from airflow.sdk import Variable
 
+    from nexgen_etl.airflow.feeds import default_feed
+
+    feed = feed or default_feed()
     require_connection(conn_id)
     hook = aws_hook(conn_id)
     base = Settings.from_env()
     endpoint = hook.conn_config.endpoint_url or base.s3.endpoint_url
     s3 = S3Settings(endpoint_url=endpoint, region=hook.conn_region_name or base.s3.region,
                     path_style=bool(endpoint) or base.s3.path_style)
-    return dataclasses.replace(
-        base, s3=s3,
-        raw_url=Variable.get("nexgen_raw_url", default=None) or base.raw_url,
-        output_url=Variable.get("nexgen_output_url", default=None) or base.output_url,
-        contract_path=Variable.get("nexgen_contract", default=None) or base.contract_path,
-    )
+
+    def var(name: str) -> str | None:
+        return Variable.get(name, default=None) or None
+
+    raw_url = var("nexgen_raw_url") or base.raw_url
+    output_url = var("nexgen_output_url") or base.output_url
+    if feed.is_default:
+        contract_path = var("nexgen_contract") or base.contract_path or feed.contract_path
+    else:
+        raw_url = var(feed.variable("nexgen_raw_url")) or raw_url
+        output_url = var(feed.variable("nexgen_output_url")) or feed.output_url(output_url)
+        contract_path = feed.contract_path
+    return dataclasses.replace(base, s3=s3, raw_url=raw_url, output_url=output_url, contract_path=contract_path)

@@ -22,6 +22,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from nexgen_etl.airflow.connections import AWS_CONN_ID, credentials_from_connection
+from nexgen_etl.airflow.feeds import Feed
 
 SPARK_CONN_ID = "spark_default"
 # what the provider's hook submits to when the connection cannot be loaded (hooks/spark_submit.py, the
@@ -74,20 +75,21 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
     """
 
     def __init__(self, *, conn_id: str = SPARK_CONN_ID, aws_conn_id: str = AWS_CONN_ID,
-                 extract_task_id: str = "extract", **kwargs: Any) -> None:
+                 extract_task_id: str = "extract", feed: Feed | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("application", "")
         kwargs.setdefault("application_args", plan_args(extract_task_id))
         super().__init__(conn_id=conn_id, **kwargs)
         self.spark_conn_id = conn_id
         self.aws_conn_id = aws_conn_id
         self.extract_task_id = extract_task_id
+        self.feed = feed  # the feed of the DAG (None: the default feed); a worker re-parses the DAG file for it
 
     def execute(self, context):
         from nexgen_etl.airflow.tasks import airflow_pipeline
         from nexgen_etl.spark.submit import input_bytes, submit_spec
 
         batch_id = context["ti"].xcom_pull(task_ids=self.extract_task_id)["batch_id"]
-        pipeline = airflow_pipeline(self.aws_conn_id)
+        pipeline = airflow_pipeline(self.aws_conn_id, self.feed)
         plan_uri = pipeline.plan_uri(batch_id)
         if plan_uri not in (self.application_args or []):
             raise ValueError(f"application_args {self.application_args!r} do not name the plan of batch {batch_id} "

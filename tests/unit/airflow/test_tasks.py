@@ -12,14 +12,33 @@ from nexgen_etl.core.results import FileAccounting, StagedResult
 from tests.unit.airflow.conftest import as_xcom
 
 
-def stage(pipeline, batch: dict, rows_per_file: int = 5) -> dict[str, int]:
-    """What the transform leaves for load: its result beside the (here empty) staged output."""
+def stage(pipeline, batch: dict, rows_per_file: int = 5, periods: tuple[str, ...] = ()) -> dict[str, int]:
+    """What the transform leaves for load: its result beside the staged output (one small features and clean file
+    per period, `rows_per_file` rows each; no file at all without periods)."""
     plan = pipeline.read_plan(batch["batch_id"])
     accounting = {o.key: FileAccounting(rows_read=rows_per_file, rows_out=rows_per_file) for o in plan.objects}
+    for period in periods:
+        for ds in ("features", "clean"):
+            key = f"{layout.staged_dataset_dir(plan.batch_id, ds)}period_date={period}/part-00000.parquet"
+            pipeline.out.put_bytes(key, parquet_rows(rows_per_file, period))
     result = StagedResult(batch_id=plan.batch_id, catalog_version=read_catalog(pipeline.out).version,
-                          accounting=accounting)
+                          clean_partitions=sorted(periods),
+                          features_ranges=[[min(periods), max(periods)]] if periods else [], accounting=accounting)
     pipeline.out.put_bytes(layout.result_key(plan.batch_id), result.to_json().encode())
     return {"rows_read": rows_per_file * len(plan.objects)}
+
+
+def parquet_rows(n: int, period: str) -> bytes:
+    """n feature rows of one period, as a Parquet file's bytes (the partition value stays in the path)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"store_id": [f"S{i}" for i in range(n)], "sku": ["A"] * n,
+                             "units_sold": [float(i) for i in range(n)], "day": [period] * n}), buf)
+    return buf.getvalue()
 
 
 def discover_and_extract(pipeline) -> dict:
