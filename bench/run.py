@@ -1,14 +1,20 @@
-"""`make bench`: the transform job against a DuckDB yardstick, a small end-to-end batch, an incremental day.
+"""`make bench`: the transform job against DuckDB and Polars yardsticks, a small end-to-end batch, an incremental day.
 
 Sections, interleaved and repeated (medians reported):
   a  full      the Spark transform job (spark-submit, local[2], as the pipeline submits it) on the whole set, read
                from local disk through LocalStore (no S3 in the way: this isolates the engine; (c) covers S3)
-  b  duckdb    bench/duckdb_ref.py on the same CSVs (the yardstick)
+  b  duckdb    bench/duckdb_ref.py on the same CSVs (the yardstick), then bench/polars_ref.py (b_polars, the same
+               rules in Polars' lazy API, 2 threads)
   c  small     `nexgen-etl run` on one 100k-row file through a fresh moto S3 server: discover → commit, JVM start
                included (moto start and upload are not timed)
   d  inc       one new day file on top of the published full history (its transform job)
      alone     that same day file on an empty history (its transform job)
-  (b_small: DuckDB on the 100k-row file, the yardstick for c.)
+  (b_small, b_small_polars: DuckDB and Polars on the 100k-row file, the yardsticks for c.)
+After b in every repetition the outputs are checked (check_outputs): Polars' and, when a ran in the same
+repetition, the job's against DuckDB's: row counts of clean (the job's less its key duplicates, which its clean
+keeps), features and quarantine, the quarantine by first reason, the day partitions, and a checksum of every feature
+column (nulls and NaNs exactly; sum and sum of magnitudes within 1e-6 relative). After c, Polars' small run against
+DuckDB's. A mismatch stops the bench with the differences (the JSON written so far keeps them under "checks").
 Then, unless BENCH_DISCOVERY_OBJECTS=0, bench/discovery.py (listing 100k objects against a watermark).
 
 Size: BENCH_STORES × BENCH_SKUS × BENCH_DAYS (default 50 × 200 × 730 ≈ 7.3M rows), BENCH_REPS (default 3).
@@ -34,7 +40,7 @@ sys.path.insert(0, str(HERE))
 from gen import BenchSpec, generate  # noqa: E402
 from measure import Sample, run_measured  # noqa: E402
 from nexgen_etl.core.contract import load_contract  # noqa: E402
-from nexgen_etl.core.layout import result_key  # noqa: E402
+from nexgen_etl.core.layout import DATASETS, result_key, staged_dataset_dir  # noqa: E402
 from nexgen_etl.core.settings import Settings  # noqa: E402
 from nexgen_etl.core.state import FileStateStore  # noqa: E402
 from nexgen_etl.core.storage import LocalStore  # noqa: E402
@@ -116,7 +122,7 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     totals = {}
     for acc in result.get("accounting", {}).values():
-        for k in ("rows_read", "rows_out", "rows_quarantined"):
+        for k in ("rows_read", "rows_out", "rows_quarantined", "duplicates_exact", "duplicates_key", "rows_merged"):
             totals[k] = totals.get(k, 0) + acc[k]
     return s, {"job_timings": result.get("timings"), "status": result.get("status"), **totals}
 
@@ -150,12 +156,127 @@ def small_e2e(meta: dict, work: Path) -> tuple[Sample, dict]:
     return s, {"totals": out.get("totals")}
 
 
-def duckdb(raw: Path, out: Path) -> tuple[Sample, dict]:
-    s = run_measured([PY, str(HERE / "duckdb_ref.py"), str(raw), str(out), "--threads", "2"])
+def yardstick(engine: str, raw: Path, out: Path) -> tuple[Sample, dict]:
+    """bench/<engine>_ref.py (duckdb or polars) on the CSVs under raw, 2 threads, its output under out."""
+    s = run_measured([PY, str(HERE / f"{engine}_ref.py"), str(raw), str(out), "--threads", "2"])
     if s.returncode != 0:
-        raise RuntimeError(f"duckdb reference failed:\n{s.output[-4000:]}")
+        raise RuntimeError(f"{engine} reference failed:\n{s.output[-4000:]}")
     info = json.loads(s.output.strip().splitlines()[-1])
-    return s, {"rows_read": info["rows_read"], "rows_out": info["rows_out"], "duckdb_timings": info["timings"]}
+    return s, {"rows_read": info["rows_read"], "rows_out": info["rows_out"], f"{engine}_timings": info["timings"]}
+
+
+# -- are the outputs the same? ------------------------------------------------------------------------------------
+REL_TOL = 1e-6  # sums of doubles added in another order, and the last bits of means and standard deviations
+
+
+def output_summary(features: Path, clean: Path, quarantine: Path) -> dict:
+    """What check_outputs compares of one run's output: the row counts of features, clean and quarantine (a folder
+    of Parquet files or one file), the day partitions of features and clean, the quarantine's rows by first reason,
+    and per feature column (all but the partition column) its nulls and: for a number, date (days since
+    1970-01-01) or boolean (0/1) the sum and the sum of magnitudes of its values (NaNs counted apart); for a
+    string its distinct values and the sum of their rows' hashes."""
+    import duckdb
+
+    def scan(path: Path) -> str:
+        return f"read_parquet('{path if path.suffix == '.parquet' else path / '**' / '*.parquet'}')"
+
+    def partitions(root: Path) -> list[str]:
+        return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name.startswith("period_date="))
+
+    with duckdb.connect(config={"threads": 2}) as con:
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {scan(features)}").fetchall()}
+        columns = [c for c in types if c != "period_date"]
+        exprs: dict[tuple[str, str], str] = {}
+        for c in columns:
+            q, t = f'"{c}"', types[c]
+            exprs[c, "nulls"] = f"count(*) - count({q})"
+            if t == "VARCHAR":
+                exprs[c, "distinct"] = f"count(DISTINCT {q})"
+                exprs[c, "hash_sum"] = f"sum(hash({q}))"
+                continue
+            if t in ("FLOAT", "DOUBLE"):
+                exprs[c, "nans"] = f"count(*) FILTER (WHERE isnan({q}))"
+                v = f"CASE WHEN NOT isnan({q}) THEN {q} END"
+            else:
+                v = f"date_diff('day', DATE '1970-01-01', {q})" if t == "DATE" else f"{q}::DOUBLE"
+            exprs[c, "sum"], exprs[c, "abs"] = f"sum({v})::DOUBLE", f"sum(abs({v}))::DOUBLE"
+        row = con.execute(f"SELECT count(*), {', '.join(exprs.values())} FROM {scan(features)}").fetchone()
+        stats: dict[str, dict] = {c: {} for c in columns}
+        for (c, k), v in zip(exprs, row[1:]):
+            stats[c][k] = int(v) if k == "hash_sum" else v
+        rows = {"features": row[0]}
+        for name, path in (("clean", clean), ("quarantine", quarantine)):
+            rows[name] = con.execute(f"SELECT count(*) FROM {scan(path)}").fetchone()[0]
+        reasons = con.execute(f"SELECT reason, count(*) FROM {scan(quarantine)} GROUP BY ALL ORDER BY 1").fetchall()
+    return {"rows": rows, "partitions": {"features": partitions(features), "clean": partitions(clean)},
+            "quarantine_reasons": dict(reasons), "features": stats}
+
+
+def yardstick_output(out: Path) -> dict:
+    return output_summary(out / "features", out / "clean", out / "quarantine.parquet")
+
+
+def job_output(p: Pipeline, plan, info: dict) -> dict:
+    """The job's staged output. Its clean dataset keeps the key duplicates (they are left out of the features
+    only, docs/contract.md), the yardsticks' keeps the newest row per key and day: the job's clean rows are compared
+    less its duplicates_key."""
+    staged = Path(p.out.root)
+    summary = output_summary(*(staged / staged_dataset_dir(plan.batch_id, ds) for ds in DATASETS))
+    summary["rows"]["clean"] -= info.get("duplicates_key", 0)
+    return summary
+
+
+def close(a: float, b: float, scale: float) -> bool:
+    return abs(a - b) <= REL_TOL * scale + 1e-9
+
+
+def compare_outputs(ref_name: str, ref: dict, name: str, other: dict) -> list[str]:
+    """How `other`'s output differs from `ref`'s (empty: the same)."""
+    diffs = []
+    for ds, n in ref["rows"].items():
+        if other["rows"][ds] != n:
+            diffs.append(f"{name}: {ds} has {other['rows'][ds]} rows, {ref_name} {n}")
+    for ds, parts in ref["partitions"].items():
+        if other["partitions"][ds] != parts:
+            only = sorted(set(parts) ^ set(other["partitions"][ds]))
+            diffs.append(f"{name}: {ds} partitions differ from {ref_name}'s ({len(only)} in one only: {only[:3]}…)")
+    if other["quarantine_reasons"] != ref["quarantine_reasons"]:
+        diffs.append(f"{name}: quarantine by reason {other['quarantine_reasons']}, {ref_name} "
+                     f"{ref['quarantine_reasons']}")
+    for c, r in ref["features"].items():
+        o = other["features"].get(c)
+        if o is None:
+            diffs.append(f"{name}: no feature column {c}")
+            continue
+        for k in r.keys() - {"sum", "abs"}:  # nulls, NaNs, a string's distinct values and hashes: exactly
+            if o.get(k) != r[k]:
+                diffs.append(f"{name}: {c} {k} {o.get(k)!r}, {ref_name} {r[k]!r}")
+        if "sum" in r:
+            scale = max(abs(r["abs"] or 0), abs(o.get("abs") or 0))
+            for k in ("sum", "abs"):
+                if (o.get(k) is None) != (r[k] is None) or (r[k] is not None and not close(o[k], r[k], scale)):
+                    diffs.append(f"{name}: {c} {k} {o.get(k)!r}, {ref_name} {r[k]!r}")
+    return diffs
+
+
+class OutputMismatch(RuntimeError):
+    pass
+
+
+def check_outputs(section: str, rep: int, outputs: dict[str, dict], checks: list[dict]) -> None:
+    """Every run's output against the first one's (DuckDB's); a difference is logged, kept in `checks` and raised
+    after the caller has saved the JSON."""
+    (ref_name, ref), *others = outputs.items()
+    diffs = [d for name, o in others for d in compare_outputs(ref_name, ref, name, o)]
+    checks.append({"repetition": rep + 1, "section": section, "reference": ref_name, "ok": not diffs,
+                   "differences": diffs,
+                   "outputs": {name: {**o, "partitions": {ds: len(v) for ds, v in o["partitions"].items()}}
+                               for name, o in outputs.items()}})
+    if diffs:
+        for d in diffs:
+            log(f"CHECK FAILED ({section}): {d}")
+    else:
+        log(f"outputs of {', '.join(outputs)} agree: {ref['rows']}, {len(ref['features'])} feature columns")
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
@@ -183,39 +304,56 @@ def main() -> int:
     new_obj = p_inc.raw.head(meta["new_day"]["key"])
     p_alone = pipeline_for(data_root / "next", out_alone)
     plan_alone = p_alone.extract([new_obj], 0)
-    results: dict[str, list[dict]] = {k: [] for k in ("a_full", "b_duckdb", "b_small", "c_small_e2e",
-                                                      "d_incremental", "d_alone")}
+    results: dict[str, list[dict]] = {k: [] for k in ("a_full", "b_duckdb", "b_polars", "b_small", "b_small_polars",
+                                                      "c_small_e2e", "d_incremental", "d_alone")}
+    checks: list[dict] = []
 
     def record(name: str, sample: Sample, info: dict) -> None:
         results[name].append({**sample.to_dict(), **info})
         log(f"{name}: wall {sample.wall_s:.1f}s cpu {sample.cpu_s:.1f}s peak {sample.peak_rss_mb:.0f} MB {info}")
 
+    def check(section: str, rep: int, outputs: dict[str, dict]) -> None:
+        check_outputs(section, rep, outputs, checks)
+        if not checks[-1]["ok"]:
+            save(spec, meta, reps, p_hist, results, checks=checks)
+            raise OutputMismatch(f"{section}: the outputs differ (above, and under \"checks\" in {result_path()})")
+
     plan_inc = None
     for rep in range(reps):
         log(f"--- repetition {rep + 1}/{reps}")
+        job_out = None
         if "a" in sections or ("d" in sections and plan_inc is None):
             # the first full run builds the history that (d) runs on; later ones go to a never-published output
             p, plan = (p_hist, plan_hist) if plan_inc is None else (p_a, plan_a)
             s, info = transform(p, plan)
             if "a" in sections:
                 record("a_full", s, info)
+                if "b" in sections:  # before (d) publishes the staged output
+                    job_out = job_output(p, plan, info)
             if plan_inc is None and "d" in sections:
                 t0 = time.monotonic()
                 p_hist.load(plan_hist)
                 log(f"published the full history in {time.monotonic() - t0:.1f}s")
                 plan_inc = p_inc.extract([new_obj], 1)
         if "b" in sections:
-            record("b_duckdb", *duckdb(raw, runs / "duck"))
+            record("b_duckdb", *yardstick("duckdb", raw, runs / "duck"))
+            record("b_polars", *yardstick("polars", raw, runs / "polars"))
+            outputs = {"b_duckdb": yardstick_output(runs / "duck"), "b_polars": yardstick_output(runs / "polars")}
+            check("full", rep, outputs | ({"a_full": job_out} if job_out else {}))
         if "d" in sections:
             record("d_incremental", *transform(p_inc, plan_inc))
             record("d_alone", *transform(p_alone, plan_alone))
         if "c" in sections:
             record("c_small_e2e", *small_e2e(meta, runs / "small"))
-            record("b_small", *duckdb(Path(meta["small"]["path"]).parent, runs / "duck_small"))
+            small_raw = Path(meta["small"]["path"]).parent
+            record("b_small", *yardstick("duckdb", small_raw, runs / "duck_small"))
+            record("b_small_polars", *yardstick("polars", small_raw, runs / "polars_small"))
+            check("small", rep, {"b_small": yardstick_output(runs / "duck_small"),
+                                 "b_small_polars": yardstick_output(runs / "polars_small")})
 
-        save(spec, meta, reps, p_hist, results)  # after every repetition, so a stopped run keeps what it has
+        save(spec, meta, reps, p_hist, results, checks=checks)  # after every repetition: a stopped run keeps it
 
-    doc = save(spec, meta, reps, p_hist, results)
+    doc = save(spec, meta, reps, p_hist, results, checks=checks)
     print_table(doc["summary"], meta)
     n_disc = env_int("BENCH_DISCOVERY_OBJECTS", 100_000)
     if n_disc > 0:
@@ -223,7 +361,7 @@ def main() -> int:
 
         doc["discovery"] = disc.run(n_disc)
         disc.print_report(doc["discovery"])
-        save(spec, meta, reps, p_hist, results, doc["discovery"])
+        save(spec, meta, reps, p_hist, results, doc["discovery"], checks=checks)
     return 0
 
 
@@ -237,8 +375,8 @@ def result_path() -> Path:
                 HERE / "results" / f"{date.today():%Y-%m-%d}-{socket.gethostname().split('.')[0][:20]}.json")
 
 
-def save(spec: BenchSpec, meta: dict, reps: int, p_hist: Pipeline, results: dict, discovery: dict | None = None
-         ) -> dict:
+def save(spec: BenchSpec, meta: dict, reps: int, p_hist: Pipeline, results: dict, discovery: dict | None = None,
+         checks: list[dict] | None = None) -> dict:
     summary = summarise(results, meta)
     doc = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -252,6 +390,8 @@ def save(spec: BenchSpec, meta: dict, reps: int, p_hist: Pipeline, results: dict
         "spark": {"master": p_hist.settings.spark_master, **spark_spec(p_hist, meta["full"]["bytes"])},
         "summary": summary,
         "runs": results,
+        # the outputs compared after each repetition's b and c (check_outputs)
+        "checks": checks or [],
         **({"discovery": discovery} if discovery else {}),
     }
     out = result_path()
@@ -262,8 +402,9 @@ def save(spec: BenchSpec, meta: dict, reps: int, p_hist: Pipeline, results: dict
 
 
 def summarise(results: dict[str, list[dict]], meta: dict) -> dict:
-    volume = {"a_full": meta["full"], "b_duckdb": meta["full"], "c_small_e2e": meta["small"],
-              "b_small": meta["small"], "d_incremental": meta["new_day"], "d_alone": meta["new_day"]}
+    volume = {"a_full": meta["full"], "b_duckdb": meta["full"], "b_polars": meta["full"], "c_small_e2e": meta["small"],
+              "b_small": meta["small"], "b_small_polars": meta["small"], "d_incremental": meta["new_day"],
+              "d_alone": meta["new_day"]}
     summary = {}
     for name, rs in results.items():
         if not rs:
@@ -280,17 +421,24 @@ def summarise(results: dict[str, list[dict]], meta: dict) -> dict:
             "rows_per_s": round(volume[name]["rows"] / wall),
             "mb_per_s": round(volume[name]["bytes"] / 1e6 / wall, 2),
         }
-    ratios = {"a_full": "b_duckdb", "c_small_e2e": "b_small", "d_incremental": "d_alone"}
-    for name, ref in ratios.items():
-        if name in summary and ref in summary:
-            summary[name]["ratio"] = round(summary[name]["wall_s"] / summary[ref]["wall_s"], 2)
-            summary[name]["ratio_to"] = ref
+    # each run's yardsticks: the first one's ratio also under the keys ratio, ratio_to, ratio_paired(_median)
+    ratios = {"a_full": ("b_duckdb", "b_polars"), "c_small_e2e": ("b_small", "b_small_polars"),
+              "d_incremental": ("d_alone",)}
+    for name, refs in ratios.items():
+        for ref in refs:
+            if name not in summary or ref not in summary:
+                continue
+            r = {"ratio": round(summary[name]["wall_s"] / summary[ref]["wall_s"], 2)}
             if len(results[name]) == len(results[ref]):
                 # the runs of one repetition are neighbours in time: their ratio is not moved by the machine
                 # getting slower or faster between repetitions, which the ratio of the medians is
                 paired = [round(a["wall_s"] / b["wall_s"], 2) for a, b in zip(results[name], results[ref])]
-                summary[name]["ratio_paired"] = paired
-                summary[name]["ratio_paired_median"] = round(statistics.median(paired), 2)
+                r |= {"paired": paired, "paired_median": round(statistics.median(paired), 2)}
+            summary[name].setdefault("ratios", {})[ref] = r
+            if "ratio" not in summary[name]:
+                summary[name] |= {"ratio": r["ratio"], "ratio_to": ref}
+                if "paired" in r:
+                    summary[name] |= {"ratio_paired": r["paired"], "ratio_paired_median": r["paired_median"]}
     return summary
 
 
@@ -306,9 +454,9 @@ def print_table(summary: dict, meta: dict) -> None:
     print(head)
     print("-" * (len(head) + 56))
     for name, r in summary.items():
-        ratio = f"{r['ratio']:.2f}× {r['ratio_to']}" if "ratio" in r else ""
-        if "ratio_paired_median" in r:
-            ratio += f" (per repetition: median {r['ratio_paired_median']:.2f}×)"
+        ratio = "; ".join(f"{x['ratio']:.2f}× {ref}" + (f" (per repetition: median {x['paired_median']:.2f}×)"
+                                                         if "paired_median" in x else "")
+                          for ref, x in r.get("ratios", {}).items())
         target = TARGETS.get(name, "")
         print(f"{name:<15}{r['n']:>3}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['peak_rss_mb']:>9.0f}{r['rows']:>10}"
               f"{r['rows_per_s']:>10}{r['mb_per_s']:>8.1f}  {ratio}{'  (target ' + target + ')' if target else ''}")
