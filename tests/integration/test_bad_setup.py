@@ -176,7 +176,7 @@ def test_bad_airflow_connections_each_give_one_line_naming_the_connection(expiri
     no key at all in the connection: one line each, naming the connection, never the secret."""
     import json
 
-    server, key = strict_moto
+    server, key, _ = strict_moto
     conns = {
         "aws_default": {"login": TEST_ACCESS_KEY, "password": TEST_SECRET,
                         "extra": {"endpoint_url": expiring_proxy.url, "aws_session_token": EXPIRED_TOKEN}},
