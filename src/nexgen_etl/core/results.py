@@ -9,8 +9,6 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-# Where each row read ends up: exactly one of these per row (docs/guarantees.md, "every row accounted for")
-COUNTS = ("rows_read", "rows_out", "rows_quarantined", "duplicates_exact", "duplicates_key", "rows_merged")
 # a row's fate as the job counts it: "out", "merged", "duplicates_exact", "duplicates_key" or "q:<reason>"
 QUARANTINED = "q:"
 
@@ -59,6 +57,11 @@ class FileAccounting:
     def from_dict(cls, d: dict) -> "FileAccounting":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# rows read, then where each row read ends up, exactly one of these per row (docs/guarantees.md, "every row
+# accounted for"): FileAccounting's counts, in its order
+COUNTS = tuple(f.name for f in fields(FileAccounting) if f.name.startswith(("rows_", "duplicates_")))
 
 
 def totals(accounting: dict[str, FileAccounting]) -> dict[str, int]:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from nexgen_etl.core.state import UNLOCK_HINT, LeaseHeldError, StaleStateError, StateStore, Watermark, utcnow
+from nexgen_etl.run.processes import process_alive
 
 log = logging.getLogger("nexgen_etl")
 CLI_PREFIX = "cli"
@@ -30,13 +31,7 @@ def dead_local_owner(owner: str) -> int | None:
     if len(parts) < 3 or parts[0] != CLI_PREFIX or parts[1] != socket.gethostname() or not parts[2].isdigit():
         return None
     pid = int(parts[2])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return pid
-    except PermissionError:
-        return None
-    return None
+    return None if process_alive(pid) else pid
 
 
 @dataclass(frozen=True)

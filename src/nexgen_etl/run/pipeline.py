@@ -28,8 +28,9 @@ from nexgen_etl.core.state import StaleStateError, StateStore, Watermark
 from nexgen_etl.core.storage import ObjectInfo, ObjectStore, open_store, s3_client, spark_uri
 from nexgen_etl.run.lease import Lease, cli_owner
 from nexgen_etl.run.operations import StateOperations
+from nexgen_etl.run.processes import die_with_parent
 from nexgen_etl.run.reporting import RunReports, Stopwatch
-from nexgen_etl.run.scratch import die_with_parent, scratch_dir
+from nexgen_etl.run.scratch import scratch_dir
 from nexgen_etl.run.spark_output import relay_spark_output
 from nexgen_etl.spark.jars import spark_submit_binary
 from nexgen_etl.spark.submit import input_bytes, submit_spec
