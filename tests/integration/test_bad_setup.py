@@ -112,7 +112,7 @@ def test_refused_credentials_name_the_code(strict_moto, aws_env, tmp_path, who, 
     Catches: a refusal that is not in preflight.CREDENTIAL_ERRORS falling through to a bare ClientError or to the
     generic "check the credentials" (tried: without the two entries the line named neither)."""
     server, _, denied = strict_moto
-    key_id, secret = ("AKIANEXGENUNKNOWN001", TEST_SECRET) if who == "unknown" else (
+    key_id, secret = ("AKIANEXGENUNKNOWN1", TEST_SECRET) if who == "unknown" else (
         denied["AccessKeyId"], denied["SecretAccessKey"])
     env = base_env(aws_env, tmp_path)
     env.update({"NEXGEN_S3_ENDPOINT": server.url, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret})

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[3] / "src" / "nexgen_etl" / "airflow"
 INTERNAL_MODULES = ("airflow.sdk.bases", "airflow.sdk.definitions", "airflow.sdk.execution_time", "airflow.sdk.api",
                     "airflow.models", "airflow.utils")
 # the connection's keys, distinct from the ones tests/conftest.py puts into this process's environment
-CONN_KEY, CONN_SECRET = "AKIAOPERATORTEST0002", "operator-Conn-Secret-6c1d"
+CONN_KEY, CONN_SECRET = "AKIAOPERATORTEST2", "operator-Conn-Secret-6c1d"
 
 
 def private_uses(path: Path) -> list[str]:
