@@ -41,7 +41,7 @@ class LocalAirflowConfig:
     port: int = 8080  # 0: a free port
     sample: SampleSpec | None = SampleSpec(days=35)
     spark_master: str = "local[2]"
-    ready_timeout: float = 600.0  # ~30 s on an idle 2-core machine; minutes when it is busy
+    ready_timeout: float = 600.0  # generous: on a busy 2-core machine standalone takes minutes to be ready
     stop_timeout: float = 90.0
 
 
