@@ -67,8 +67,6 @@ def checked_pipeline(conn_id: str = AWS_CONN_ID, feed: Feed | None = None) -> Pi
 
 def apply_operation(pipeline: Pipeline, params: dict | None) -> str | None:
     """The DAG params' state operation (reset, rewind, reprocess, rebuild) before the pass; None for 'run'."""
-    from datetime import datetime
-
     params = params or {}
     op = params.get("operation") or "run"
     since = datetime.fromisoformat(params["since"]) if params.get("since") else None

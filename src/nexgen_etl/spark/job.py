@@ -149,7 +149,7 @@ class BatchJob:
         if parsed is None:
             return None, None
         # the partition column is a date inside the job (folder names read yyyy-MM-dd all the same): no string
-        # formatted per row and sorted by its bytes, all alike in their first 8 (docs/performance.md, session 7)
+        # formatted per row and sorted by its bytes, all alike in their first 8 (docs/performance.md)
         day = clean.period_start(self.contract).cast("date")
         self.count_rows(parsed, day, files, actions, gathered)
         return parsed, clean.valid_rows(parsed).withColumn(PARTITION_COLUMN, day)

@@ -61,7 +61,7 @@ def with_source(df: DataFrame, files: SourceFiles, keys: Sequence[str]) -> DataF
     must be one of keys: another stops the job.
 
     A few files' keys and ETags are literals chosen per row (a small batch's rows mostly come from one file): no
-    broadcast, whose job is planned, compiled and run on the driver (docs/performance.md, session 11). More files
+    broadcast, whose job is planned, compiled and run on the driver (docs/performance.md). More files
     are joined from a broadcast table."""
     rest = [c for c in df.columns if c != clean.FILE]
     fid = F.col(clean.FILE)
