@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -87,9 +89,10 @@ def features(df: pd.DataFrame, lags=(1, 7, 14, 28), windows=(7, 28)) -> pd.DataF
 # -- any contract, from its YAML data alone -------------------------------------------------------------------------
 # A second reference, for the contracts under examples/contracts/: it reads the contract's plain data (the parsed
 # YAML, not the product's Contract) and applies the documented rules (docs/contract.md) row by row in Python.
-# Supported: header: true, the column types string/int/long/double/date/timestamp, `day` and `hour` periods,
-# every missing_periods policy, any keys (also none), the duplicate policies last/first/keep, `on` and
-# drop_exact_repeats. Timestamps without an offset are UTC.
+# Supported: header true/false/positional with csv.names, the column types string/int/long/double/date/timestamp,
+# formats with offsets, epoch_s/epoch_ms and a column `zone`, a time from `time.parts`, all six periods, every
+# missing_periods policy, any keys (also none), the duplicate policies last/first/keep, `on`, drop_exact_repeats and
+# `unpivot`. A timestamp read without an offset is taken as written.
 
 _PATTERN = [("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"), ("XXX", "%z"),
             ("X", "%z"), ("'T'", "T")]
@@ -111,6 +114,21 @@ def _strptime_format(pattern: str) -> str:
     return out
 
 
+def _whole(s: str):
+    """A whole number written as a number ("12", "12.0"), else _BAD."""
+    if not _NUMBER.fullmatch(s):
+        return _BAD
+    v = float(s)
+    return int(v) if v == int(v) else _BAD
+
+
+def _from_epoch(s: str, per_second: int):
+    n = _whole(s)
+    if n is _BAD:
+        return _BAD
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=n * (1_000_000 // per_second))
+
+
 def _parse(col: dict, s: str):
     """The typed value of a normalised, non-null string, or _BAD."""
     t = col["type"]
@@ -125,12 +143,17 @@ def _parse(col: dict, s: str):
         return int(v) if v == int(v) else _BAD
     if t in ("date", "timestamp"):
         for fmt in col["formats"]:
-            try:
-                v = datetime.strptime(s, _strptime_format(fmt))
-            except ValueError:
-                continue
-            if v.tzinfo is not None:
-                v = v.astimezone(timezone.utc).replace(tzinfo=None)
+            if fmt in ("epoch_s", "epoch_ms"):
+                v = _from_epoch(s, 1 if fmt == "epoch_s" else 1000)
+                if v is _BAD:
+                    continue
+            else:
+                try:
+                    v = datetime.strptime(s, _strptime_format(fmt))
+                except ValueError:
+                    continue
+            if v.tzinfo is not None:  # an instant: the wall clock of the column's zone (UTC without one)
+                v = v.astimezone(ZoneInfo(col.get("zone") or "UTC")).replace(tzinfo=None)
             return v.date() if t == "date" else v
         return _BAD
     raise NotImplementedError(t)
@@ -163,7 +186,7 @@ class Reference:
 
 def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Reference:
     """spec: the contract's YAML data; files: (key, last_modified, bytes) of every raw file (latest versions)."""
-    cols = spec["columns"]
+    cols = declared_columns(spec)
     names = [c["name"] for c in cols]
     by_name = {c["name"]: c for c in cols}
     csv_spec = spec.get("csv") or {}
@@ -171,6 +194,7 @@ def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Refere
     t_name = spec["time"]["column"]
     t_type = by_name[t_name]["type"]
     period = spec["time"].get("period", "day")
+    wide = spec.get("unpivot")
     keys = list(spec["keys"])
     dup = spec.get("duplicates") or {}
     on = dup.get("on", dup.get(True)) or []  # a bare `on:` key is the boolean true in YAML 1.1
@@ -178,9 +202,9 @@ def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Refere
     policy, drop_exact = dup.get("policy", "last"), dup.get("drop_exact_repeats", True)
 
     def period_of(t):
-        if t_type == "date":
-            return t
-        return t.replace(minute=0, second=0, microsecond=0) if period == "hour" else t.date()
+        if period == "hour":
+            return t.replace(minute=0, second=0, microsecond=0)
+        return period_start(t.date() if isinstance(t, datetime) else t, period)
 
     def day_of(t):
         p = period_of(t)
@@ -192,22 +216,45 @@ def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Refere
         text = data.decode(csv_spec.get("encoding", "UTF-8")).lstrip("\ufeff")
         reader = csv.reader(io.StringIO(text), delimiter=csv_spec.get("delimiter", ","),
                             quotechar=csv_spec.get("quote", '"'))
-        header = [h.strip() for h in next(reader)]
-        for i, fields in enumerate(r for r in reader if r):
+        mode = csv_spec.get("header", True)
+        header = [h.strip() for h in next(reader)] if mode is not False else None
+        if mode is not True:  # by position: the contract's names (csv.names, else the declared raw names in order)
+            header = csv_spec.get("names") or [r for c in cols for r in raw_names(c)]
+        lines = []
+        for fields in (r for r in reader if r):
+            raw = dict(zip(header, fields))
+            if not wide:
+                lines.append((len(fields) != len(header), raw))
+                continue
+            values = wide.get("values") or [h for h in header if h not in wide.get("ids", [])
+                                            and fnmatch.fnmatchcase(h, wide["pattern"])]
+            for v in values:  # one long row per cell, in the order of the rows, then of the columns
+                lines.append((len(fields) != len(header), {**{i: raw.get(i) for i in wide.get("ids", [])},
+                                                           wide["key"]: v, wide["value"]: raw.get(v)}))
+        for i, (malformed, raw) in enumerate(lines):
             accounting[key]["rows_read"] += 1
             reasons, values = [], {}
-            if len(fields) != len(header):
+            if malformed:
                 reasons.append("malformed_row")
-            raw = dict(zip(header, fields))
-            for c in cols:
-                s = raw.get(c.get("source") or c["name"])
+
+            def normal(c, name):
+                s = raw.get(name)
                 if s is not None and c.get("trim", True):
                     s = s.strip(" ")
                 if s in nulls:
                     s = None
                 if s is not None and c.get("case"):
                     s = s.upper() if c["case"] == "upper" else s.lower()
-                v = None if s is None else _parse(c, s)
+                return s
+
+            for c in cols:
+                if c.get("parts"):
+                    got = {part: normal(c, name) for part, name in c["parts"].items()}
+                    s = None if None in got.values() else "-".join(got.values())
+                    v = None if s is None else _from_parts(c, {part: _whole(x) for part, x in got.items()})
+                else:
+                    s = normal(c, c.get("source") or c["name"])
+                    v = None if s is None else _parse(c, s)
                 if s is None and c.get("default") is not None:
                     v = _literal(c, c["default"])
                 if c.get("required") and s is None:
@@ -239,7 +286,7 @@ def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Refere
         seen.add(sig)
         kept.append(r)
 
-    # duplicates by key: groups on the natural key and the day, or on the keys and the exact time
+    # duplicates by key: groups on the natural key and the partition, or on the keys and the exact time
     def rank(r):
         return (r["_lm"], r["_key"], r["_row"])
 
@@ -286,6 +333,64 @@ def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Refere
                      features=feats, accounting=accounting)
 
 
+def declared_columns(spec: dict) -> list[dict]:
+    """The contract's columns, with a time built from `time.parts` (declared or not: an undeclared one comes first)."""
+    cols = [dict(c) for c in spec["columns"]]
+    parts = spec["time"].get("parts")
+    if not parts:
+        return cols
+    t_name = spec["time"]["column"]
+    kind = "timestamp" if set(parts) & {"hour", "minute", "second"} else "date"
+    mine = {"name": t_name, "type": kind, "required": True, "parts": parts}
+    if t_name in [c["name"] for c in cols]:
+        return [{**c, **mine} if c["name"] == t_name else c for c in cols]
+    return [mine, *cols]
+
+
+def raw_names(c: dict) -> list[str]:
+    return list(c["parts"].values()) if c.get("parts") else [c.get("source") or c["name"]]
+
+
+def _from_parts(c: dict, n: dict):
+    if _BAD in n.values():
+        return _BAD
+    try:
+        v = datetime(n["year"], n.get("month", 1), n.get("day", 1), n.get("hour", 0), n.get("minute", 0),
+                     n.get("second", 0))
+    except ValueError:
+        return _BAD
+    return v if c["type"] == "timestamp" else v.date()
+
+
+def period_start(d: date, period: str) -> date:
+    """The first day of d's period (a date; weeks begin on Monday)."""
+    if period == "day":
+        return d
+    if period == "week":
+        return d - timedelta(days=d.weekday())
+    if period == "month":
+        return d.replace(day=1)
+    if period == "quarter":
+        return date(d.year, (d.month - 1) // 3 * 3 + 1, 1)
+    return date(d.year, 1, 1)
+
+
+def next_period(p, period: str):
+    if period == "hour":
+        return p + timedelta(hours=1)
+    if period in ("day", "week"):
+        return p + timedelta(days=7 if period == "week" else 1)
+    months = p.year * 12 + p.month - 1 + {"month": 1, "quarter": 3, "year": 12}[period]
+    return date(months // 12, months % 12 + 1, 1)
+
+
+CALENDAR = {"hour": ["day_of_week", "week_of_year", "month", "quarter", "is_weekend", "is_month_start", "is_month_end",
+                     "hour"],
+            "day": ["day_of_week", "week_of_year", "month", "quarter", "is_weekend", "is_month_start", "is_month_end"],
+            "week": ["week_of_year", "month", "quarter"], "month": ["month", "quarter"], "quarter": ["quarter"],
+            "year": []}
+
+
 def _contract_features(spec: dict, rows: list[dict], keys: list[str], t_name: str, period: str) -> pd.DataFrame:
     f = spec.get("features") or {}
     lags = f.get("lags", [1, 7])
@@ -296,10 +401,14 @@ def _contract_features(spec: dict, rows: list[dict], keys: list[str], t_name: st
     calendar = f.get("calendar", True)
     fill = spec.get("missing_periods", "leave")
 
-    def index(p):  # days or hours since the epoch
-        if period == "day":
-            return (p.date() if isinstance(p, datetime) else p).toordinal()
-        return int((p - datetime(1970, 1, 1)).total_seconds() // 3600)
+    def index(p):  # consecutive periods, consecutive numbers
+        if period == "hour":
+            return int((p - datetime(1970, 1, 1)).total_seconds() // 3600)
+        d = p.date() if isinstance(p, datetime) else p
+        if period in ("day", "week"):
+            return d.toordinal() // (7 if period == "week" else 1)  # ordinal 1 (0001-01-01) is a Monday
+        return d.year * 12 + d.month - 1 if period == "month" else d.year * 4 + (d.month - 1) // 3 \
+            if period == "quarter" else d.year
 
     def window(series, i, back_from, back_to):
         return [series[j] for j in range(i - back_from, i - back_to + 1) if series.get(j) is not None]
@@ -308,7 +417,6 @@ def _contract_features(spec: dict, rows: list[dict], keys: list[str], t_name: st
     entities: dict[tuple, list] = {}
     for r in rows:
         entities.setdefault(tuple(r[k] for k in keys), []).append(r)
-    step = timedelta(days=1) if period == "day" else timedelta(hours=1)
     for entity, members in entities.items():
         for r in members:
             r["is_filled"] = False
@@ -317,7 +425,7 @@ def _contract_features(spec: dict, rows: list[dict], keys: list[str], t_name: st
             have = {r[t_name] for r in members}
             p, last = min(have), max(have)
             while p < last:
-                p += step
+                p = next_period(p, period)
                 if p not in have:
                     defaults = {c["name"]: _literal(c, c.get("default")) for c in spec["columns"]}
                     members.append({**defaults, **dict(zip(keys, entity)), t_name: p, "is_filled": True,
@@ -345,11 +453,11 @@ def _contract_features(spec: dict, rows: list[dict], keys: list[str], t_name: st
             if calendar:
                 d = r[t_name].date() if isinstance(r[t_name], datetime) else r[t_name]
                 iso = d.isocalendar()
-                o.update(day_of_week=iso[2], week_of_year=iso[1], month=d.month, quarter=(d.month - 1) // 3 + 1,
-                         is_weekend=iso[2] >= 6, is_month_start=d.day == 1,
-                         is_month_end=(d + timedelta(days=1)).month != d.month)
-                if period == "hour":
-                    o["hour"] = r[t_name].hour
+                every = dict(day_of_week=iso[2], week_of_year=iso[1], month=d.month, quarter=(d.month - 1) // 3 + 1,
+                             is_weekend=iso[2] >= 6, is_month_start=d.day == 1,
+                             is_month_end=(d + timedelta(days=1)).month != d.month,
+                             hour=r[t_name].hour if isinstance(r[t_name], datetime) else None)
+                o.update({name: every[name] for name in CALENDAR[period]})
             d = r[t_name].date() if isinstance(r[t_name], datetime) else r[t_name]
             if fill == "leave":
                 del o["is_filled"]

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from nexgen_etl.core.quality import QualityError, QualityGates, parse_quality
+
 COLUMN_TYPES = {"string", "int", "long", "double", "date", "timestamp", "boolean"}
-PERIODS = {"day": 1, "hour": 1}
+PERIODS = ("hour", "day", "week", "month", "quarter", "year")
+TIME_PARTS = ("year", "month", "day", "hour", "minute", "second")  # `time.parts`, in the order they nest
+EPOCH_FORMATS = {"epoch_s": "seconds", "epoch_ms": "milliseconds"}  # numeric times since 1970-01-01 00:00 UTC
+ZONE_LETTERS = set("XxZzOV")  # datetime pattern letters that read a UTC offset or a zone
 ROLLUPS = {"sum", "mean", "last", "count", "max", "min"}
 CASES = {"upper", "lower", None}
 DUPLICATE_POLICIES = {"last", "first", "keep"}
@@ -47,9 +53,14 @@ class CsvDialect:
     quote: str = '"'
     escape: str = '"'
     encoding: str = "UTF-8"
-    header: bool = True
+    header: bool | str = True  # true: by name; false: no header line; "positional": a header line, ignored
     multiline: bool = False
     null_values: tuple[str, ...] = ("",)
+    names: tuple[str, ...] = ()  # the raw names of the fields by position (header false or positional)
+
+    @property
+    def by_position(self) -> bool:
+        return self.header is not True
 
 
 @dataclass(frozen=True)
@@ -66,10 +77,41 @@ class Column:
     allowed: tuple[Any, ...] | None = None
     default: Any = None
     rollup: str = "last"
+    zone: str | None = None  # a timestamp's wall clock is this zone's (times with an offset are converted to it)
+    parts: tuple[tuple[str, str], ...] = ()  # (part, raw name) pairs: the time is built from these columns
 
     @property
     def raw_name(self) -> str:
         return self.source or self.name
+
+    @property
+    def raw_names(self) -> tuple[str, ...]:
+        """The raw columns this column reads: its parts, or its one raw name."""
+        return tuple(raw for _, raw in self.parts) if self.parts else (self.raw_name,)
+
+
+def format_has_zone(pattern: str) -> bool:
+    """A datetime pattern that reads a UTC offset or a zone (letters outside quoted literals), or an epoch format."""
+    if pattern in EPOCH_FORMATS:
+        return True
+    outside = pattern.split("'")[::2]
+    return any(ch in ZONE_LETTERS for part in outside for ch in part)
+
+
+@dataclass(frozen=True)
+class Unpivot:
+    """A wide file (one column per series) read as long rows: one row per (row, value column), a cell each."""
+
+    ids: tuple[str, ...]  # raw columns kept on every long row
+    key: str  # the new raw column holding the value column's name
+    value: str  # the new raw column holding the cell
+    values: tuple[str, ...] = ()  # the value columns by name, or
+    pattern: str | None = None  # every other header column whose name matches this glob
+
+    def value_columns(self, header: list[str]) -> list[str]:
+        if self.values:
+            return list(self.values)
+        return [h for h in header if h not in self.ids and fnmatch.fnmatchcase(h, self.pattern or "")]
 
 
 @dataclass(frozen=True)
@@ -106,6 +148,8 @@ class Contract:
     max_batch_files: int = 1000
     max_batch_bytes: int = 10 * 1024**3
     schedule: str = DEFAULT_SCHEDULE  # the Airflow schedule of the feed's DAG (cron or preset)
+    unpivot: Unpivot | None = None
+    quality: QualityGates = field(default_factory=QualityGates)  # none unless declared (core/quality.py)
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -117,9 +161,31 @@ class Contract:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def raw_inputs(self) -> list[str]:
+        """The raw columns the parse reads, each once, in declared order (after an unpivot: its long columns)."""
+        out: list[str] = []
+        for c in self.columns:
+            out += [r for r in c.raw_names if r not in out]
+        return out
+
+    @property
+    def required_raw(self) -> list[str]:
+        """The raw columns a file's header must have: every raw input of a required column (an
+        unpivot's ids of one, and its listed value columns), and not an unpivot's own key and value."""
+        u = self.unpivot
+        need: list[str] = []
+        for c in self.columns:
+            if c.required:
+                need += [r for r in c.raw_names if r not in need]
+        if u is not None:
+            need = [r for r in need if r not in (u.key, u.value)] + [v for v in u.values if v not in need]
+        return need
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists, not tuples), as frozen into a batch plan."""
         return json.loads(json.dumps(asdict(self), default=str))
+
 
 def _require(d: dict, key: str, where: str) -> Any:
     if key not in d or d[key] is None:
@@ -145,7 +211,7 @@ def _parse_column(i: int, raw: Any) -> Column:
     where = f"columns[{i}]"
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: must be a mapping, got {type(raw).__name__}")
-    _check_keys(raw, {f for f in Column.__dataclass_fields__}, where)
+    _check_keys(raw, {f for f in Column.__dataclass_fields__} - {"parts"}, where)
     name = _require(raw, "name", where)
     where = f"columns[{i}] ({name})"
     ctype = _require(raw, "type", where)
@@ -154,6 +220,13 @@ def _parse_column(i: int, raw: Any) -> Column:
     formats = _tuple(raw.get("formats"))
     if ctype in {"date", "timestamp"} and not formats:
         raise ContractError(f"{where}.formats: a {ctype} column needs at least one accepted format")
+    if any(not isinstance(f, str) or not f for f in formats):
+        raise ContractError(f"{where}.formats: must be a list of datetime patterns (or epoch_s, epoch_ms)")
+    zone = raw.get("zone")
+    if zone is not None:
+        if ctype != "timestamp":
+            raise ContractError(f"{where}.zone: only a timestamp column has a zone")
+        _check_zone(zone, f"{where}.zone")
     case = raw.get("case")
     if case not in CASES:
         raise ContractError(f"{where}.case: {case!r} is not one of upper, lower")
@@ -196,7 +269,71 @@ def _parse_column(i: int, raw: Any) -> Column:
         allowed=tuple(allowed) if allowed is not None else None,
         default=raw.get("default"),
         rollup=rollup,
+        zone=zone,
     )
+
+
+def _check_zone(zone: Any, where: str) -> None:
+    """A region zone id (Europe/Berlin) or UTC: one that Java and Python both know by that name."""
+    try:
+        if not isinstance(zone, str) or "/" not in zone and zone != "UTC":
+            raise ValueError
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ContractError(f"{where}: {zone!r} is not a zone id such as Europe/Berlin or UTC") from None
+
+
+def _time_column(time: dict, columns: tuple[Column, ...]) -> tuple[tuple[Column, ...], str]:
+    """The contract's columns with the time column built from `time.parts` when it has parts (declared or not:
+    an undeclared one comes first, a required date, or a timestamp when it has an hour, minute or second)."""
+    name = _require(time, "column", "time")
+    parts = time.get("parts")
+    if parts is None:
+        return columns, name
+    if not isinstance(parts, dict) or not parts:
+        raise ContractError("time.parts: must map parts (year, month, …) to raw column names")
+    _check_keys(parts, set(TIME_PARTS), "time.parts")
+    if "year" not in parts:
+        raise ContractError("time.parts.year: required field is missing")
+    for part, raw in parts.items():
+        if not isinstance(raw, str) or not raw:
+            raise ContractError(f"time.parts.{part}: must be a raw column name")
+    raws = list(parts.values())
+    if len(set(raws)) != len(raws):
+        raise ContractError(f"time.parts: a raw column used for two parts in {parts}")
+    given = [p for p in TIME_PARTS if p in parts]
+    if given != list(TIME_PARTS[:len(given)]):
+        missing = [p for p in TIME_PARTS[:TIME_PARTS.index(given[-1])] if p not in parts]
+        raise ContractError(f"time.parts: {given[-1]} needs {missing} too")
+    pairs = tuple((p, parts[p]) for p in given)
+    ctype = "timestamp" if len(given) > 3 else "date"
+    for i, c in enumerate(columns):
+        if c.name == name:
+            if c.source is not None or c.formats:
+                raise ContractError(f"columns[{i}] ({name}): a time built from time.parts has no source or formats")
+            if c.type != ctype:
+                raise ContractError(f"columns[{i}] ({name}).type: time.parts {given} make a {ctype}")
+            return (*columns[:i], replace(c, parts=pairs, required=True), *columns[i + 1:]), name
+    return (Column(name=name, type=ctype, required=True, parts=pairs), *columns), name
+
+
+def _parse_unpivot(raw: Any) -> Unpivot:
+    if not isinstance(raw, dict):
+        raise ContractError("unpivot: must be a mapping {ids, values or pattern, key, value}")
+    _check_keys(raw, {"ids", "values", "pattern", "key", "value"}, "unpivot")
+    ids = _tuple(raw.get("ids"))
+    key, value = _require(raw, "key", "unpivot"), _require(raw, "value", "unpivot")
+    values, pattern = _tuple(raw.get("values")), raw.get("pattern")
+    if bool(values) == (pattern is not None):
+        raise ContractError("unpivot: give either values (a list of columns) or pattern (a glob), not both")
+    if pattern is not None and (not isinstance(pattern, str) or not pattern):
+        raise ContractError("unpivot.pattern: must be a glob such as 'sensor_*'")
+    names = [*ids, key, value, *values]
+    if any(not isinstance(n, str) or not n for n in names):
+        raise ContractError("unpivot: ids, values, key and value must be column names")
+    if len(set(names)) != len(names):
+        raise ContractError(f"unpivot: a name used twice among ids, key, value and values {names}")
+    return Unpivot(ids=ids, key=key, value=value, values=values, pattern=pattern)
 
 
 def parse_contract(data: dict[str, Any]) -> Contract:
@@ -206,7 +343,7 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     _check_keys(
         data,
         {"name", "source", "csv", "columns", "time", "keys", "target", "price", "flags",
-         "duplicates", "missing_periods", "features", "limits", "schedule"},
+         "duplicates", "missing_periods", "features", "limits", "schedule", "unpivot", "quality"},
         "contract",
     )
     name = _require(data, "name", "contract")
@@ -214,6 +351,11 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     if not isinstance(raw_cols, list) or not raw_cols:
         raise ContractError("contract.columns: must be a non-empty list")
     columns = tuple(_parse_column(i, c) for i, c in enumerate(raw_cols))
+    time = _require(data, "time", "contract")
+    if not isinstance(time, dict):
+        raise ContractError("contract.time: must be a mapping, e.g. {column: date, period: day}")
+    _check_keys(time, {"column", "period", "parts"}, "time")
+    columns, time_name = _time_column(time, columns)
     names = [c.name for c in columns]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -230,14 +372,12 @@ def parse_contract(data: dict[str, Any]) -> Contract:
             raise ContractError(f"{where}: {col!r} is not a declared column (declared: {names})")
         return col
 
-    time = _require(data, "time", "contract")
-    _check_keys(time, {"column", "period"}, "time")
-    time_column = known(_require(time, "column", "time"), "time.column")
+    time_column = known(time_name, "time.column")
     if columns[names.index(time_column)].type not in {"date", "timestamp"}:
         raise ContractError("time.column: must be a date or timestamp column")
     period = time.get("period", "day")
     if period not in PERIODS:
-        raise ContractError(f"time.period: {period!r} is not one of {sorted(PERIODS)}")
+        raise ContractError(f"time.period: {period!r} is not one of {list(PERIODS)}")
     if period == "hour" and columns[names.index(time_column)].type == "date":
         raise ContractError("time.period: 'hour' needs a timestamp time column, not a date")
     # `keys: []` is one series (one sensor, one index): features run over all rows as one entity
@@ -276,12 +416,44 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     _check_keys(csv_raw, set(CsvDialect.__dataclass_fields__), "csv")
     if "null_values" in csv_raw and not isinstance(csv_raw["null_values"], list):
         raise ContractError("csv.null_values: must be a list of strings")
-    for flag in ("header", "multiline"):
+    for flag in ("multiline",):
         if flag in csv_raw and not isinstance(csv_raw[flag], bool):
             raise ContractError(f"csv.{flag}: must be true or false")
+    if csv_raw.get("header", True) not in (True, False, "positional"):
+        raise ContractError("csv.header: must be true (by name), false (no header line) or positional")
+    if "names" in csv_raw and (not isinstance(csv_raw["names"], list) or not csv_raw["names"]
+                               or not all(isinstance(n, str) and n for n in csv_raw["names"])):
+        raise ContractError("csv.names: must be a non-empty list of raw column names, one per field position")
     csv = CsvDialect(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in csv_raw.items()})
     if len(csv.delimiter) != 1:
         raise ContractError("csv.delimiter: must be a single character")
+    if csv.names and not csv.by_position:
+        raise ContractError("csv.names: names fields by position, so it needs header: false or positional")
+    if len(set(csv.names)) != len(csv.names):
+        raise ContractError(f"csv.names: repeated name(s) in {list(csv.names)}")
+    unpivot = _parse_unpivot(data["unpivot"]) if data.get("unpivot") is not None else None
+    produced = [unpivot.key, unpivot.value] if unpivot else []
+    available = (list(csv.names) or None) if csv.by_position else None
+    if unpivot is not None:
+        if csv.by_position and not csv.names:
+            raise ContractError("unpivot: with header false or positional, csv.names must name the wide columns")
+        for i, c in enumerate(columns):
+            bad = [r for r in c.raw_names if r not in (*unpivot.ids, *produced)]
+            if bad:
+                raise ContractError(f"columns[{i}] ({c.name}): reads {bad}, which is neither an unpivot id nor "
+                                    f"its key {unpivot.key!r} or value {unpivot.value!r}")
+        raws = [r for c in columns for r in c.raw_names]
+        for what in ("key", "value"):
+            if getattr(unpivot, what) not in raws:
+                raise ContractError(f"unpivot.{what}: no declared column reads {getattr(unpivot, what)!r}")
+        if available is not None:
+            missing = [n for n in (*unpivot.ids, *unpivot.values) if n not in available]
+            if missing:
+                raise ContractError(f"unpivot: {missing} are not in csv.names")
+    elif available is not None:
+        missing = [r for c in columns for r in c.raw_names if r not in available]
+        if missing:
+            raise ContractError(f"csv.names: the declared columns read {missing}, which csv.names does not name")
 
     dup = data.get("duplicates") or {}
     if not isinstance(dup, dict):
@@ -340,6 +512,10 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     schedule = data.get("schedule", DEFAULT_SCHEDULE)
     if not isinstance(schedule, str) or not schedule.strip():
         raise ContractError("schedule: must be a cron expression or an Airflow preset such as @hourly")
+    try:
+        quality = parse_quality(data.get("quality"), names)
+    except QualityError as exc:
+        raise ContractError(str(exc)) from None
     return Contract(
         name=name,
         columns=columns,
@@ -359,6 +535,8 @@ def parse_contract(data: dict[str, Any]) -> Contract:
         max_batch_files=int(limits.get("max_batch_files", 1000)),
         max_batch_bytes=int(limits.get("max_batch_bytes", 10 * 1024**3)),
         schedule=schedule.strip(),
+        unpivot=unpivot,
+        quality=quality,
     )
 
 
@@ -378,8 +556,10 @@ def load_contract(path: str | Path | None = None) -> Contract:
 def contract_from_dict(data: dict[str, Any]) -> Contract:
     """Rebuild a Contract from Contract.to_dict() output (as frozen into a batch plan)."""
     d = dict(data)
-    d["columns"] = tuple(Column(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in c.items()})
-                         for c in d["columns"])
+    d["columns"] = tuple(Column(**{k: (tuple(map(tuple, v)) if k == "parts" else tuple(v) if isinstance(v, list)
+                                       else v) for k, v in c.items()}) for c in d["columns"])
+    if d.get("unpivot") is not None:
+        d["unpivot"] = Unpivot(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["unpivot"].items()})
     d["source"] = Source(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["source"].items()})
     d["csv"] = CsvDialect(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["csv"].items()})
     d["features"] = Features(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["features"].items()})
@@ -387,4 +567,5 @@ def contract_from_dict(data: dict[str, Any]) -> Contract:
         d[k] = tuple(d[k])
     if "duplicate_on" in d:  # plans frozen before natural keys existed hold no such field
         d["duplicate_on"] = tuple(d["duplicate_on"])
+    d["quality"] = QualityGates.from_dict(d.get("quality"))  # plans frozen before gates existed hold none
     return Contract(**d)

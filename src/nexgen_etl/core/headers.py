@@ -38,18 +38,31 @@ def inspect_header(data: bytes, key: str, contract: Contract) -> tuple[list[str]
     except (UnicodeDecodeError, LookupError) as exc:
         return None, {"reason": "undecodable_header", "detail": f"{contract.csv.encoding}: {exc}"}
     text = text.lstrip("\ufeff")
-    if not contract.csv.header:
-        return [c.raw_name for c in contract.columns], None
+    if contract.csv.header is False:
+        return list(contract.csv.names) or contract.raw_inputs, None
     header = [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=contract.csv.delimiter,
                                                  quotechar=contract.csv.quote))]
+    if contract.csv.header == "positional":
+        # the header line is checked for its length only: its names may repeat or say nothing; the contract names
+        # the fields by position
+        names = list(contract.csv.names) or contract.raw_inputs
+        if len(header) != len(names):
+            return None, {"reason": "header_mismatch",
+                          "detail": f"the header has {len(header)} fields, the contract names {len(names)} by "
+                                    f"position; header {header[:20]}"}
+        return names, None
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
-        return None, {"reason": "duplicate_header", "detail": f"repeated column name(s) {dup}"}
-    required = [c.raw_name for c in contract.columns if c.required]
-    missing = [r for r in required if r not in header]
+        return None, {"reason": "duplicate_header",
+                      "detail": f"repeated column name(s) {dup} (csv.header: positional reads such a file)"}
+    missing = [r for r in contract.required_raw if r not in header]
     if missing:
         return None, {"reason": "missing_columns",
                       "detail": f"missing required {missing}; header has {header[:20]}"}
+    u = contract.unpivot
+    if u is not None and not u.value_columns(header):
+        return None, {"reason": "missing_columns",
+                      "detail": f"no column matches unpivot.pattern {u.pattern!r}; header has {header[:20]}"}
     return header, None
 
 

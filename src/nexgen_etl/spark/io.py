@@ -58,7 +58,7 @@ def read_csv_group(spark: SparkSession, paths: list[str], contract: Contract, he
     """Read files that share one header with an explicit all-string schema (no inference)."""
     c = contract.csv
     reader = (spark.read.schema(raw_schema_ddl(contract, header))
-              .option("header", str(c.header).lower())
+              .option("header", "false" if c.header is False else "true")  # positional: a line to skip
               .option("sep", c.delimiter).option("quote", c.quote).option("escape", c.escape)
               .option("encoding", c.encoding).option("multiLine", str(c.multiline).lower())
               .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)

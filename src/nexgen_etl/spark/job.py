@@ -26,7 +26,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from nexgen_etl.core import layout
 from nexgen_etl.core.catalog import Catalog
-from nexgen_etl.core.contract import contract_from_dict
+from nexgen_etl.core.contract import Unpivot, contract_from_dict
 from nexgen_etl.core.discovery import BatchPlan
 from nexgen_etl.core.faults import fault_active, maybe_fail
 from nexgen_etl.core.results import QUARANTINED, FileAccounting, StagedResult
@@ -41,8 +41,9 @@ from nexgen_etl.spark.spans import (
     earlier_version_dates,
     in_spans,
     incremental_spans,
-    lookback_days,
+    lookback_partitions,
     merge_spans,
+    partition_unit,
 )
 from nexgen_etl.spark.transform import clean, features
 from nexgen_etl.spark.transform.features import PARTITION_COLUMN
@@ -63,6 +64,7 @@ class Gathered:
     clean_dates: list[str] = field(default_factory=list)  # the clean partitions restaged
     features_ranges: list[list[str]] = field(default_factory=list)  # [first, last] days of features recomputed
     schemas: dict[str, str] = field(default_factory=dict)  # dataset -> its schema as published
+    quality: dict = field(default_factory=dict)  # the quality gates' numbers (BatchJob.quality_stats)
 
     def read(self, key: str, reason: str | None, day: date | None, n: int) -> None:
         """n rows read from key: rejected for reason, or valid on day."""
@@ -96,6 +98,9 @@ class BatchJob:
         self.timings: dict[str, float] = {}
         self.batch_keys = [o.key for o in plan.objects]
         spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
+        # a line with more or fewer fields than the header is `malformed_row` whichever columns the contract reads:
+        # with column pruning, the CSV parser fills a short line's missing fields with nulls if they are unread
+        spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
 
     def uri(self, key: str) -> str:
         return spark_uri(self.plan.output_url, key)
@@ -192,7 +197,7 @@ class BatchJob:
         if features.fills(c):
             # a moved first or last period adds or removes filled rows away from the new rows
             extents, moved = self.entity_extents(catalog, valid)
-        spans = incremental_spans(gathered.clean_dates, moved, lookback_days(c))
+        spans = incremental_spans(gathered.clean_dates, moved, lookback_partitions(c), partition_unit(c))
         frame, in_frame = self.frame(catalog, files, valid, spans.history)
         # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate windows, the
         # roll-up and the feature windows need no shuffle of their own, the features often no sort; cached with
@@ -204,6 +209,8 @@ class BatchJob:
         kept = marked.where(~F.col("_exact_dup"))
         clean_written = self.write_clean(kept, files, in_frame, actions, gathered)
         self.write_features(kept, extents, spans, actions, gathered)
+        if c.quality.needs_stats:  # only a contract whose quality gates need them (core/quality.py): one action
+            actions.start("quality_stats", self.quality_stats, marked, files, gathered)
         self.count_fates(marked, files, actions, gathered)
         clean_written.result()  # every partition of `marked` is cached now: the parsed rows are not needed
         if parsed is not None:
@@ -255,6 +262,33 @@ class BatchJob:
         gathered.counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
             "count_fates", lambda: fates.groupBy(clean.FILE, "fate").count().collect())]
 
+    def quality_stats(self, marked: DataFrame, files: SourceFiles, gathered: Gathered) -> None:
+        """What the contract's quality gates measure beyond the accounting, in one action over the cached marked
+        frame: the batch's valid rows and how many of them hold each gated column; each restaged partition's target
+        total and rows (after the roll-up, before any filled row), as the features hold them."""
+        c, gates = self.contract, self.contract.quality
+        cols = [name for name, _ in gates.min_non_null_share]
+        parts = []
+        if gates.needs_non_null:
+            in_batch = F.col(clean.FILE).isin([files.ids[k] for k in self.batch_keys])
+            parts.append(marked.where(in_batch).agg(
+                F.lit(None).cast("date").alias("_p"), F.count(F.lit(1)).alias("_n"), F.lit(None).cast("double").alias(
+                    "_t"), *[F.count(clean.col(n)).alias(f"_c{i}") for i, n in enumerate(cols)]))
+        if gates.needs_periods:
+            winners = marked.where(~F.col("_exact_dup") & ~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
+            part = F.col(features.PERIOD).cast("date")  # the features partition, as features.finalize makes it
+            days = [date.fromisoformat(d) for d in gathered.clean_dates]
+            parts.append(clean.rollup_to_period(winners, c).where(part.isin(days)).groupBy(part.alias("_p")).agg(
+                F.count(F.lit(1)).alias("_n"), F.coalesce(F.sum(clean.col(c.target)).cast("double"), F.lit(0.0)).alias(
+                    "_t"), *[F.lit(None).cast("long").alias(f"_c{i}") for i in range(len(cols))]))
+        stats: dict = {"valid_rows": 0, "non_null": {}, "periods": {}}
+        for r in reduce(DataFrame.unionByName, parts).collect():
+            if r["_p"] is None:
+                stats.update(valid_rows=int(r["_n"]), non_null={n: int(r[f"_c{i}"]) for i, n in enumerate(cols)})
+            else:
+                stats["periods"][r["_p"].isoformat()] = {"total": float(r["_t"]), "rows": int(r["_n"])}
+        gathered.quality = stats
+
     def result(self, catalog: Catalog, gathered: Gathered, accounting: dict[str, FileAccounting]) -> StagedResult:
         return StagedResult(
             batch_id=self.plan.batch_id,
@@ -269,6 +303,7 @@ class BatchJob:
             schemas=gathered.schemas,
             timings=self.timings,
             spark_version=self.spark.version,
+            quality=gathered.quality,
         )
 
     # -- reading and writing --------------------------------------------------------------------------------------
@@ -278,9 +313,10 @@ class BatchJob:
 
     def read_raw(self, files: SourceFiles) -> DataFrame | None:
         """All readable plan files as string rows with their source columns, grouped by header so that columns
-        are matched by name (reordered or extra columns are fine). Whole-file rejects were decided at extract."""
+        are matched by name (reordered or extra columns are fine); a wide file unpivoted to a row per cell.
+        Whole-file rejects were decided at extract."""
         c = self.contract
-        expected = [col.raw_name for col in c.columns]
+        expected = c.raw_inputs
         groups: dict[tuple[str, ...], list] = {}
         for obj in self.plan.objects:
             if obj.key in self.plan.headers:
@@ -289,6 +325,8 @@ class BatchJob:
         for header, members in groups.items():
             uris = [spark_uri(self.plan.raw_url, o.key) for o in members]
             df = read_csv_group(self.spark, uris, c, list(header))
+            if c.unpivot is not None:
+                df = unpivot(df, c.unpivot, list(header))
             for name in expected:
                 if name not in df.columns:
                     df = df.withColumn(name, F.lit(None).cast("string"))
@@ -360,7 +398,7 @@ class BatchJob:
             F.greatest(F.when(of != nf, F.greatest(of, nf)), F.when(ol != nl, F.greatest(ol, nl)),
                        F.when(nf.isNull(), ol), F.when(of.isNull(), nl)).alias("hi"))
         spans = moved.where(F.col("lo").isNotNull()).select(F.to_date("lo").alias("lo"), F.to_date("hi").alias("hi"))
-        return new, merge_spans((r["lo"], r["hi"]) for r in spans.distinct().collect())
+        return new, merge_spans(((r["lo"], r["hi"]) for r in spans.distinct().collect()), partition_unit(c))
 
     def write(self, df: DataFrame, dataset: str, files: SourceFiles | None = None, keys: Sequence[str] = ()) -> None:
         """df into the batch's staging folder, one file per partition value. files and keys: the source key and
@@ -371,6 +409,17 @@ class BatchJob:
             df = with_source(df, files, keys)
         (df.write.mode("overwrite").option("compression", "snappy")
          .partitionBy(part).parquet(self.uri(layout.staged_dataset_dir(self.plan.batch_id, dataset))))
+
+
+def unpivot(df: DataFrame, u: Unpivot, header: list[str]) -> DataFrame:
+    """One row per (row, value column): the ids, the value column's name as `key` and its cell as `value`, in the
+    file's row order, then its column order (so that `_row_id` orders the cells as they were written). A
+    malformed line's corrupt record goes with each of its cells."""
+    ids = [clean.col(i) for i in u.ids if i in header]
+    cells = F.explode(F.array(*[F.struct(F.lit(v).alias("k"), clean.col(v).alias("v"))
+                                for v in u.value_columns(header)])).alias("_cell")
+    long = df.select(*ids, clean.CORRUPT, cells)
+    return long.select(*ids, clean.CORRUPT, F.col("_cell.k").alias(u.key), F.col("_cell.v").alias(u.value))
 
 
 def refuse_unbalanced(accounting: dict[str, FileAccounting]) -> None:

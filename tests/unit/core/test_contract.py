@@ -25,7 +25,7 @@ def test_default_contract_loads_and_round_trips():
         pytest.param(lambda d: d["columns"][0].__setitem__("type", "datetime"), "columns[0] (date).type", id="bad-type"),
         pytest.param(lambda d: d["columns"][0].pop("formats"), "columns[0] (date).formats", id="date-without-format"),
         pytest.param(lambda d: d["keys"].append("region"), "contract.keys", id="unknown-key"),
-        pytest.param(lambda d: d["time"].__setitem__("period", "week"), "time.period", id="bad-period"),
+        pytest.param(lambda d: d["time"].__setitem__("period", "fortnight"), "time.period", id="bad-period"),
         pytest.param(lambda d: d["features"].__setitem__("lags", [0]), "features.lags", id="zero-lag"),
         pytest.param(lambda d: d["features"]["rolling"].__setitem__("stats", ["median"]), "features.rolling.stats",
                      id="bad-stat"),

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import date
 
 from nexgen_etl.core.contract import Features, load_contract
-from nexgen_etl.spark.spans import earlier_version_dates, in_spans, incremental_spans, lookback_days, merge_spans
+from nexgen_etl.spark.spans import earlier_version_dates, in_spans, incremental_spans, lookback_partitions, merge_spans
 
 
 def D(day: int, month: int = 1) -> date:
@@ -86,10 +86,10 @@ def test_in_spans_includes_both_ends():
 def test_an_hourly_lookback_rounds_up_to_whole_days():
     """Catches: rounding hours down (a 25-hour lag reading one day back misses the first hour of the day before)."""
     sales = load_contract()
-    assert lookback_days(sales) == sales.features.lookback == 28
+    assert lookback_partitions(sales) == sales.features.lookback == 28
     hourly = replace(sales, period="hour")
-    assert lookback_days(replace(hourly, features=Features(lags=(1, 24), rolling_windows=(3,)))) == 1
-    assert lookback_days(replace(hourly, features=Features(lags=(1, 25), rolling_windows=(3,)))) == 2
+    assert lookback_partitions(replace(hourly, features=Features(lags=(1, 24), rolling_windows=(3,)))) == 1
+    assert lookback_partitions(replace(hourly, features=Features(lags=(1, 25), rolling_windows=(3,)))) == 2
 
 
 def test_spans_load_no_pyspark():

@@ -9,11 +9,14 @@ A contract's column names are the user's (dots, spaces, backticks, any letters):
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from nexgen_etl.core.contract import Column, Contract
+from nexgen_etl.core.contract import EPOCH_FORMATS, Column, Contract, format_has_zone
 
 # a row's source: its file as a small int (numbered in the order of the files' keys, so that it sorts as the key
 # does; the job maps it back to the key and ETag where they are written), the file's LastModified, its row id
@@ -44,12 +47,12 @@ def entity(contract: Contract) -> list[SparkColumn]:
 
 def raw_schema_ddl(contract: Contract, header: list[str] | None = None) -> str:
     """All-string read schema in source column order (plus the corrupt-record column)."""
-    names = header or [c.raw_name for c in contract.columns]
+    names = header or contract.raw_inputs
     return ", ".join(f"{quoted(n)} STRING" for n in names) + f", {quoted(CORRUPT)} STRING"
 
 
-def _normalised(col: Column, contract: Contract) -> SparkColumn:
-    c = F.col(quoted(col.raw_name))
+def _normalised(col: Column, contract: Contract, raw_name: str | None = None) -> SparkColumn:
+    c = F.col(quoted(raw_name or col.raw_name))
     if col.trim:
         c = F.trim(c)
     nulls = list(contract.csv.null_values)
@@ -62,18 +65,52 @@ def _normalised(col: Column, contract: Contract) -> SparkColumn:
     return c
 
 
-def _parsed(col: Column, s: SparkColumn) -> SparkColumn:
+def _integral(s: SparkColumn, to: str = "bigint") -> SparkColumn:
+    """A whole number ("12.0" is fine, "12.5" is not), else null."""
+    d = s.cast("double")
+    return F.when(d == F.floor(d), d.cast(to))
+
+
+def _parsed(col: Column, s: SparkColumn, parts: dict[str, SparkColumn] | None = None) -> SparkColumn:
+    if parts:
+        return _from_parts(col, parts)
     if col.type in SPARK_TYPES:
         if col.type in {"int", "long"}:
-            # "12.0" is fine for an int column, "12.5" is not
-            d = s.cast("double")
-            return F.when(d == F.floor(d), d.cast(SPARK_TYPES[col.type]))
+            return _integral(s, SPARK_TYPES[col.type])
         if col.type == "double":
             d = s.cast("double")
             return F.when(~F.isnan(d), d)  # "NaN" is not a number: unparseable unless null_values lists it
         return s.cast(SPARK_TYPES[col.type])
-    fn = F.to_date if col.type == "date" else F.to_timestamp
-    return F.coalesce(*[fn(s, fmt) for fmt in col.formats])
+    return F.coalesce(*[_datetime(col, s, fmt) for fmt in col.formats])
+
+
+def _datetime(col: Column, s: SparkColumn, fmt: str) -> SparkColumn:
+    """s parsed with one format: an epoch number, or a pattern. The session's zone is UTC, so a time read with an
+    offset or zone is a UTC instant; with a declared `zone` it becomes that zone's wall clock. A time read without
+    one is taken as written (the zone's wall clock already)."""
+    if col.type == "date" and not format_has_zone(fmt):
+        return F.to_date(s, fmt)
+    if fmt in EPOCH_FORMATS:
+        n = _integral(s)
+        t = F.timestamp_seconds(n) if fmt == "epoch_s" else F.timestamp_millis(n)
+    else:
+        t = F.to_timestamp(s, fmt)
+    if col.zone and format_has_zone(fmt):
+        t = F.from_utc_timestamp(t, col.zone)
+    return t.cast("date") if col.type == "date" else t
+
+
+def _from_parts(col: Column, parts: dict[str, SparkColumn]) -> SparkColumn:
+    """The date or timestamp of whole-number parts (month and day default to 1); null when a part is not a whole
+    number or the parts make no date (month 13, 30 February)."""
+    n = {p: _integral(v, "int") for p, v in parts.items()}
+    one = F.lit(1)
+    d = F.make_date(n["year"], n.get("month", one), n.get("day", one))
+    if col.type == "date":
+        return d
+    zero = F.lit(0)
+    return F.make_timestamp(n["year"], n.get("month", one), n.get("day", one), n.get("hour", zero),
+                            n.get("minute", zero), n.get("second", zero).cast("decimal(8,6)"))
 
 
 def _bound(col: Column, value) -> SparkColumn:
@@ -92,16 +129,28 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
     apart when merging it would repeat a costly expression.
     """
     cols = contract.columns
-    raw_cols = [F.col(quoted(c.raw_name)) for c in cols]
+    raw_names = contract.raw_inputs
+    raw_cols = [F.col(quoted(n)) for n in raw_names]
     has_corrupt = CORRUPT in raw.columns
     carried = [*SOURCE_COLUMNS, *raw_cols, *([F.col(CORRUPT)] if has_corrupt else [])]
     s_name = {c.name: f"__s{i}" for i, c in enumerate(cols)}
     v_name = {c.name: f"__v{i}" for i, c in enumerate(cols)}
-    normalised = raw.select(*carried, *[_normalised(c, contract).alias(s_name[c.name]) for c in cols])
+    # a time built from parts: each part normalised as a column of its own; its string is null when any part is
+    p_name = {(c.name, part): f"__p{i}_{part}" for i, c in enumerate(cols) for part, _ in c.parts}
+    strings = []
+    for c in cols:
+        if c.parts:
+            strings += [_normalised(c, contract, raw).alias(p_name[c.name, part]) for part, raw in c.parts]
+            s = F.concat_ws("-", *[F.col(p_name[c.name, part]) for part, _ in c.parts])
+            s = F.when(reduce(operator.and_, [F.col(p_name[c.name, part]).isNotNull() for part, _ in c.parts]), s)
+            strings.append(s.alias(s_name[c.name]))
+        else:
+            strings.append(_normalised(c, contract).alias(s_name[c.name]))
+    normalised = raw.select(*carried, *strings)
     values = []
     for c in cols:
         s = F.col(s_name[c.name])
-        v = _parsed(c, s)
+        v = _parsed(c, s, {part: F.col(p_name[c.name, part]) for part, _ in c.parts})
         if c.default is not None:
             v = F.when(s.isNull(), F.lit(c.default)).otherwise(v)
         values.append(v.alias(v_name[c.name]))
@@ -129,7 +178,7 @@ def parse_rows(raw: DataFrame, contract: Contract) -> DataFrame:
     reasons = F.when(joined == "", F.array().cast("array<string>")).otherwise(F.split(joined, REASON_SEPARATOR))
     checked = typed.select("*", reasons.alias(REASONS))
     # the raw values are kept for rejected rows only (the quarantine's evidence); valid rows carry a null
-    raw_values = F.to_json(F.struct(*[col.alias(c.raw_name) for col, c in zip(raw_cols, cols)]))
+    raw_values = F.to_json(F.struct(*[col.alias(n) for col, n in zip(raw_cols, raw_names)]))
     if has_corrupt:
         raw_values = F.coalesce(F.col(CORRUPT), raw_values)
     return checked.select(*SOURCE_COLUMNS, *[F.col(v_name[c.name]).alias(c.name) for c in cols],
@@ -198,10 +247,13 @@ def mark_duplicates(rows: DataFrame, contract: Contract) -> DataFrame:
 
 
 def period_start(contract: Contract) -> SparkColumn:
-    t = col(contract.time_column)
-    if contract.column(contract.time_column).type == "date":
-        return t
-    return F.date_trunc(contract.period, t) if contract.period == "hour" else F.to_date(t)
+    """The start of a row's period: a timestamp for `hour`, else a date (weeks start on Monday)."""
+    t, period = col(contract.time_column), contract.period
+    if period == "hour":
+        return F.date_trunc("hour", t)
+    if period == "day":
+        return t if contract.column(contract.time_column).type == "date" else F.to_date(t)
+    return F.trunc(t, period)
 
 
 def needs_rollup(contract: Contract) -> bool:

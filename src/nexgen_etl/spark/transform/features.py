@@ -33,9 +33,32 @@ KERNEL_CLASS = "io.nexgen.spark.WindowFeatures"
 ENGINES = ("auto", "kernel", "sql")
 
 
-def period_index() -> SparkColumn:
-    """Hourly periods as hours since the epoch, so that range frames count periods (days need no index)."""
-    return F.floor(F.unix_timestamp(F.col(PERIOD)) / 3600).cast("long")
+def period_index(period: str) -> SparkColumn:
+    """A period's number, consecutive periods consecutive numbers, so that range frames count periods on the
+    calendar (lag 1 of March is February): hours or days since the epoch, weeks since the Monday before it,
+    months, quarters or years since year 0."""
+    p = F.col(PERIOD)
+    if period == "hour":
+        return F.floor(F.unix_timestamp(p) / 3600).cast("long")
+    if period == "day":
+        return F.expr(f"unix_date({quoted(PERIOD)})").cast("long")
+    if period == "week":  # 1970-01-01 is a Thursday: Monday-based weeks count from 1969-12-29
+        return F.floor((F.expr(f"unix_date({quoted(PERIOD)})") + 3) / 7).cast("long")
+    per_year = {"month": 12, "quarter": 4, "year": 1}[period]
+    within = {"month": F.month(p) - 1, "quarter": F.quarter(p) - 1, "year": F.lit(0)}[period]
+    return (F.year(p) * per_year + within).cast("long")
+
+
+# the calendar columns of each period: what varies between periods of that size
+CALENDAR = {
+    "hour": ("day_of_week", "week_of_year", "month", "quarter", "is_weekend", "is_month_start", "is_month_end",
+             "hour"),
+    "day": ("day_of_week", "week_of_year", "month", "quarter", "is_weekend", "is_month_start", "is_month_end"),
+    "week": ("week_of_year", "month", "quarter"),
+    "month": ("month", "quarter"),
+    "quarter": ("quarter",),
+    "year": (),
+}
 
 
 def feature_columns(contract: Contract) -> list[str]:
@@ -46,27 +69,25 @@ def feature_columns(contract: Contract) -> list[str]:
         p = contract.price_column
         cols += [f"{p}_change_1"] + [f"{p}_ratio_mean_{w}" for w in f.rolling_windows]
     if f.calendar:
-        cols += ["day_of_week", "week_of_year", "month", "quarter", "is_weekend", "is_month_start", "is_month_end"]
-        if contract.period == "hour":
-            cols.append("hour")
+        cols += CALENDAR[contract.period]
     return cols
 
 
 def calendar_columns(contract: Contract) -> list[SparkColumn]:
+    """The period's calendar columns (CALENDAR), of its start: a week's month is its Monday's."""
     p = F.col(PERIOD)
     d = p.cast("date")
-    cols = [
-        ((F.dayofweek(d) + 5) % 7 + 1).alias("day_of_week"),  # ISO: Monday = 1 .. Sunday = 7
-        F.weekofyear(d).alias("week_of_year"),
-        F.month(d).alias("month"),
-        F.quarter(d).alias("quarter"),
-        F.dayofweek(d).isin(1, 7).alias("is_weekend"),
-        (F.dayofmonth(d) == 1).alias("is_month_start"),
-        (d == F.last_day(d)).alias("is_month_end"),
-    ]
-    if contract.period == "hour":
-        cols.append(F.hour(p).alias("hour"))
-    return cols
+    every = {
+        "day_of_week": (F.dayofweek(d) + 5) % 7 + 1,  # ISO: Monday = 1 .. Sunday = 7
+        "week_of_year": F.weekofyear(d),
+        "month": F.month(d),
+        "quarter": F.quarter(d),
+        "is_weekend": F.dayofweek(d).isin(1, 7),
+        "is_month_start": F.dayofmonth(d) == 1,
+        "is_month_end": d == F.last_day(d),
+        "hour": F.hour(p),
+    }
+    return [every[name].alias(name) for name in CALENDAR[contract.period]]
 
 
 def kernel_applies(periods: DataFrame, contract: Contract) -> bool:
@@ -93,7 +114,7 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
         # from it) lets Spark reuse the (keys, period) order the rows may already have (clean.mark_duplicates)
         df, order = periods, PERIOD
     else:
-        df, order = periods.withColumn(T, period_index()), T
+        df, order = periods.withColumn(T, period_index(contract.period)), T
     if engine == "kernel" or (engine == "auto" and kernel_applies(periods, contract)):
         if not kernel_applies(periods, contract):
             raise ValueError("the window kernel needs a double target and price")
@@ -148,7 +169,7 @@ def _kernel_features(df: DataFrame, order: str, contract: Contract) -> DataFrame
     """build_features' columns from one kernel call per row (a struct), over the window's rows up to the current
     one: Spark updates that frame one row at a time, and the kernel keeps each entity's last periods itself."""
     f, tgt, price = contract.features, contract.target, contract.price_column
-    period = F.expr(f"unix_date(`{PERIOD}`)").cast("long") if order == PERIOD else F.col(order).cast("long")
+    period = period_index(contract.period) if order == PERIOD else F.col(order).cast("long")
     with_price = bool(f.price and price)
     kernel = kernel_column(df.sparkSession, period, col(tgt), col(price) if with_price else None, f.lags,
                            f.rolling_windows, f.rolling_stats)
@@ -174,14 +195,18 @@ def fills(contract: Contract) -> bool:
     return contract.missing_periods != "leave"
 
 
+STEPS = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAYS", "month": "INTERVAL 1 MONTH",
+         "quarter": "INTERVAL 3 MONTHS", "year": "INTERVAL 1 YEAR"}
+
+
 def period_step(contract: Contract) -> SparkColumn:
-    return F.expr("INTERVAL 1 DAY") if contract.period == "day" else F.expr("INTERVAL 1 HOUR")
+    return F.expr(STEPS[contract.period])
 
 
 def fill_missing_periods(periods: DataFrame, extents: DataFrame, contract: Contract,
                          spans: list[tuple[date, date]]) -> DataFrame:
-    """Adds a row for every period with no row between an entity's first and last period, inside the calendar
-    day spans given (the frame the features are computed on).
+    """Adds a row for every period with no row between an entity's first and last period, inside the spans given
+    (the frame the features are computed on: days, or for a period longer than a day the periods' starts).
 
     extents: one row per entity with `_first` and `_last` periods over all its clean rows (not just the frame),
     so a gap is filled the same way whichever batch the neighbouring rows came in. A filled row has the target
@@ -225,7 +250,8 @@ def output_columns(contract: Contract) -> list[str]:
 
 
 def finalize(features: DataFrame, contract: Contract) -> DataFrame:
-    """Stable column order and the partition column (the period's date; its folders read yyyy-MM-dd)."""
+    """Stable column order and the partition column (the period's date, of its start for a week or longer; its
+    folders read yyyy-MM-dd: one per day for hours and days, one per period for longer ones)."""
     df = features.withColumn(contract.time_column, F.col(PERIOD)).withColumn(PARTITION_COLUMN,
                                                                              F.col(PERIOD).cast("date"))
     return df.select(*[col(c) for c in output_columns(contract)])
