@@ -304,7 +304,7 @@ def run_contract(spec: dict, files: list[tuple[str, datetime, bytes]]) -> Refere
                 accounting[r["_key"]]["duplicates_key"] += 1
 
     # one row per (keys, period): rolled up when the time is a timestamp or several rows can share a key and time
-    rolls = t_type != "date" or policy == "keep" or bool(on)
+    rolls = t_type != "date" or period != "day" or policy == "keep" or bool(on)
     cells: dict[tuple, list] = {}
     for r in winners:
         cells.setdefault((*[r[k] for k in keys], period_of(r[t_name])), []).append(r)

@@ -280,3 +280,81 @@ def test_grid_load_is_one_series(runs):
     assert h6.load_mw_lag_1 == h5.load_mw == (545 + 544 + 543 + 542) / 4
     h8 = cell(f, ts=datetime(2024, 5, 1, 8))
     assert h8.load_mw == pytest.approx((496 + 470.5 + 501 + 480) / 4) and h8.status == "estimated"
+
+
+def test_weekly_demand_rolls_days_up_to_iso_weeks(runs):
+    """`period: week`: the days Monday–Sunday of a store sum into one row dated that Monday, a week without rows is a
+    zero row (fill_zero), and lags count weeks. Catches weeks that start on Sunday (the time would be 21 April), a
+    fill that skips the empty week (no row for 22 April), lags counted in rows or days, and day-level calendar
+    columns on weekly rows."""
+    f = features(runs["weekly_demand"]["out"])
+    assert {plain(d).weekday() for d in f.day} == {0}
+    assert not {"day_of_week", "is_weekend", "is_month_end"} & set(f.columns)
+    week = lambda m, d: datetime(2024, m, d).date()  # noqa: E731
+    lines = (EXAMPLES / "weekly_demand.csv").read_text().splitlines()[1:]
+    by_hand = sum(float(u) for s, d, u, _ in (x.split(",") for x in lines)
+                  if s.upper() == "S2" and d in [f"2024-04-{n}" for n in range(15, 22)]
+                  + [f"{n}.04.2024" for n in range(15, 22)])
+    assert cell(f, store="S2", day=week(4, 15)).units == by_hand
+    empty = cell(f, store="S2", day=week(4, 22))
+    assert (empty.units, empty.is_filled) == (0, True)
+    after = cell(f, store="S2", day=week(4, 29))
+    assert (after.units_lag_1, after.units_lag_2, after.is_filled) == (0, by_hand, False)
+    folders = {p.name for p in (runs["weekly_demand"]["out"] / "features").glob("period_date=*")}
+    assert folders == {f"period_date={plain(d)}" for d in f.day}  # one folder per week, not per day
+
+
+def test_monthly_prices_lag_by_calendar_month(runs):
+    """A time from `time.parts` (year, month) and `period: month`: lag 1 of November is October, lag 12 the November
+    before, a missing month stays a gap. Catches lags counted in rows (copper's November 2023 would read September
+    as lag 1), months counted in days, a month 13 or an empty month turned into a date, and the parts' raw names in
+    the quarantine evidence replaced by the time column's name."""
+    r = runs["monthly_prices"]
+    f = features(r["out"])
+    nov = cell(f, commodity="copper", month_start=datetime(2023, 11, 1).date())
+    assert plain(nov.price_lag_1) is None
+    assert (nov.price_lag_3, nov.price_lag_12) == (8243.58, 7858.34)  # August 2023, November 2022: by hand
+    q = read_arrow(r["out"], "quarantine")
+    evidence = {reason: sorted(q[q.reason == reason].raw_values, reverse=True) for reason in q.reason}
+    assert evidence["unparseable:month_start"] == [
+        '{"Year":"20x3","Month":"2","commodity":"cocoa","price":"3.1","unit":"kg"}',
+        '{"Year":"2023","Month":"13","commodity":"brent","price":"81.5","unit":"bbl"}']
+    assert evidence["missing:month_start"] == ['{"Year":"2023","commodity":"cocoa","price":"3.1","unit":"kg"}']
+
+
+def test_yearly_wide_reads_a_row_per_cell(runs):
+    """`unpivot` with a pattern: every year column's cell of a country row is a row read, an empty cell is quarantined
+    and counted, a column the later file adds (2013) is picked up. Catches cells dropped or counted as one row per
+    line (52 read, not 4), the indicator column unpivoted too, and the year label not becoming the time."""
+    r = runs["yearly_wide"]
+    first = accounting(r["out"], r["batches"][0])
+    assert sum(a["rows_read"] for a in first.values()) == 4 * 13
+    f = features(r["out"])
+    assert sorted({plain(y).year for y in f.year}) == list(range(2000, 2014))
+    aland = cell(f, country="Aland", year=datetime(2013, 1, 1).date())
+    assert (aland.population, aland.population_lag_1) == (31867, 31601)  # the update's 2013, its revised 2012
+    q = read_arrow(r["out"], "quarantine")
+    assert sorted(q.reasons) == ["below_min:population", "missing:population", "missing:population",
+                                 "unparseable:population"]
+
+
+def test_sensor_wide_converts_offsets_to_the_declared_zone(runs):
+    """Timestamps with +01:00 / +02:00 become Europe/Berlin's wall clock (`zone`): on 31 March 2024 the clock jumps
+    from 02:00 to 03:00, so 02:00 has no reading and is a filled hour, and the readings at 01:00 UTC are 03:00. Catches
+    times left in UTC (the 22:00+01:00 readings would be 21:00), offsets ignored (03:00+02:00 read as 03:00 UTC),
+    and a sensor's name lost in the unpivot."""
+    f = features(runs["sensor_wide"]["out"])
+    assert set(f.sensor) == {"pm2.5 north", "pm2.5 south", "pm2.5 east", "pm2.5 west"}
+    north = f[f.sensor == "pm2.5 north"]
+    hours = {plain(t): bool(filled) for t, filled in zip(north.ts, north.is_filled)}
+    assert min(hours) == datetime(2024, 3, 30, 22)
+    assert hours[datetime(2024, 3, 31, 2)] is True and hours[datetime(2024, 3, 31, 3)] is False
+
+
+def test_meter_export_reads_a_repeated_header_by_position(runs):
+    """`csv.header: positional` with `names`: a header that repeats "value" is read, its two columns told apart; epoch
+    milliseconds become Berlin's days (22:00 UTC on 31 May is 1 June). Catches the file rejected as
+    duplicate_header, the two "value" columns swapped (tariff 2.6 where kwh is), and days cut in UTC (a 31 May row)."""
+    f = features(runs["meter_export"]["out"])
+    assert min(plain(d) for d in f.read_at) == datetime(2024, 6, 1).date()
+    assert f.tariff.dropna().between(0.2, 0.4).all() and f.kwh.max() > 1

@@ -207,7 +207,8 @@ def _tuple(v: Any) -> tuple:
     return (v,)
 
 
-def _parse_column(i: int, raw: Any) -> Column:
+def _parse_column(i: int, raw: Any, built: str | None = None) -> Column:
+    """columns[i]; built: the name of the time column built from parts (it needs no formats)."""
     where = f"columns[{i}]"
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: must be a mapping, got {type(raw).__name__}")
@@ -218,7 +219,7 @@ def _parse_column(i: int, raw: Any) -> Column:
     if ctype not in COLUMN_TYPES:
         raise ContractError(f"{where}.type: {ctype!r} is not one of {sorted(COLUMN_TYPES)}")
     formats = _tuple(raw.get("formats"))
-    if ctype in {"date", "timestamp"} and not formats:
+    if ctype in {"date", "timestamp"} and not formats and name != built:
         raise ContractError(f"{where}.formats: a {ctype} column needs at least one accepted format")
     if any(not isinstance(f, str) or not f for f in formats):
         raise ContractError(f"{where}.formats: must be a list of datetime patterns (or epoch_s, epoch_ms)")
@@ -350,10 +351,11 @@ def parse_contract(data: dict[str, Any]) -> Contract:
     raw_cols = _require(data, "columns", "contract")
     if not isinstance(raw_cols, list) or not raw_cols:
         raise ContractError("contract.columns: must be a non-empty list")
-    columns = tuple(_parse_column(i, c) for i, c in enumerate(raw_cols))
     time = _require(data, "time", "contract")
     if not isinstance(time, dict):
         raise ContractError("contract.time: must be a mapping, e.g. {column: date, period: day}")
+    built = time.get("column") if time.get("parts") is not None else None
+    columns = tuple(_parse_column(i, c, built) for i, c in enumerate(raw_cols))
     _check_keys(time, {"column", "period", "parts"}, "time")
     columns, time_name = _time_column(time, columns)
     names = [c.name for c in columns]

@@ -163,3 +163,71 @@ def test_names_that_differ_only_in_case_are_rejected(column, what):
     with pytest.raises(ContractError) as err:
         parse_contract(d)
     assert what in str(err.value)
+
+
+def wide() -> dict:
+    return {"name": "w", "columns": [{"name": "day", "type": "date", "formats": ["yyyy-MM-dd"], "required": True},
+                                     {"name": "sensor", "type": "string", "source": "col"},
+                                     {"name": "v", "type": "double", "source": "cell"}],
+            "time": {"column": "day"}, "keys": ["sensor"], "target": "v",
+            "unpivot": {"ids": ["day"], "pattern": "s_*", "key": "col", "value": "cell"}}
+
+
+def parts() -> dict:
+    return {"name": "p", "columns": [{"name": "v", "type": "double"}], "keys": [], "target": "v",
+            "time": {"column": "when", "parts": {"year": "Y", "month": "M"}, "period": "month"}}
+
+
+@pytest.mark.parametrize(
+    "make, mutate, field",
+    [
+        pytest.param(parts, lambda d: d["time"]["parts"].pop("year"), "time.parts.year", id="parts-without-year"),
+        pytest.param(parts, lambda d: d["time"]["parts"].update(hour="H"), "time.parts: hour needs ['day']",
+                     id="parts-with-a-hole"),
+        pytest.param(parts, lambda d: d["time"]["parts"].update(week="W"), "time.parts: unknown", id="parts-unknown"),
+        pytest.param(parts, lambda d: d["time"]["parts"].update(month="Y"), "a raw column used for two parts",
+                     id="parts-same-raw"),
+        pytest.param(parts, lambda d: d["columns"].append({"name": "when", "type": "timestamp", "formats": ["x"]}),
+                     "no source or formats", id="parts-and-formats"),
+        pytest.param(parts, lambda d: d["columns"].append({"name": "when", "type": "timestamp"}),
+                     "time.parts ['year', 'month'] make a date", id="parts-wrong-type"),
+        pytest.param(parts, lambda d: d["time"].__setitem__("period", "hour"), "'hour' needs a timestamp",
+                     id="parts-date-hourly"),
+        pytest.param(wide, lambda d: d["unpivot"].update(values=["s_1"]), "either values", id="unpivot-both"),
+        pytest.param(wide, lambda d: d["unpivot"].__setitem__("key", "day"), "a name used twice",
+                     id="unpivot-key-is-id"),
+        pytest.param(wide, lambda d: d["columns"][1].__setitem__("source", "other"), "neither an unpivot id",
+                     id="unpivot-column-reads-nothing"),
+        pytest.param(wide, lambda d: d["columns"].pop(1) and d.__setitem__("keys", []), "unpivot.key: no declared",
+                     id="unpivot-key-unread"),
+        pytest.param(wide, lambda d: d["csv"].update(header="positional", names=["day", "s_1"]) if "csv" in d else
+                     d.__setitem__("csv", {"header": "positional"}), "csv.names must name the wide columns",
+                     id="unpivot-positional-without-names"),
+        pytest.param(wide, lambda d: d.__setitem__("csv", {"header": "yes"}), "csv.header: must be true",
+                     id="header-word"),
+        pytest.param(wide, lambda d: d.__setitem__("csv", {"names": ["a"]}), "needs header: false or positional",
+                     id="names-with-header"),
+        pytest.param(wide, lambda d: d.pop("unpivot") and d.__setitem__("csv", {"header": False, "names": ["day"]}),
+                     "which csv.names does not name", id="names-miss-a-column"),
+        pytest.param(wide, lambda d: d["columns"][0].update(type="timestamp", zone="CET+1"), "is not a zone id",
+                     id="bad-zone"),
+        pytest.param(wide, lambda d: d["columns"][0].update(zone="Europe/Berlin"), "only a timestamp column",
+                     id="zone-on-date"),
+    ],
+)
+def test_new_shape_errors_name_the_bad_field(make, mutate, field):
+    d = make()
+    parse_contract(make())  # the unmutated contract is valid
+    mutate(d)
+    with pytest.raises(ContractError) as err:
+        parse_contract(d)
+    assert field in str(err.value)
+
+
+def test_shapes_round_trip_through_the_plan():
+    """A frozen plan's contract rebuilds the same Contract: catches parts or unpivot lost or left as lists."""
+    for d in (wide(), parts()):
+        c = parse_contract(d)
+        assert contract_from_dict(c.to_dict()) == c
+    c = parse_contract(parts())
+    assert c.columns[0].parts == (("year", "Y"), ("month", "M")) and c.required_raw == ["Y", "M"]

@@ -40,3 +40,30 @@ def test_verify_gzip_accepts_sound_and_rejects_truncated_or_corrupt():
     assert verify_gzip(iter(chunks[:-1]))["reason"] == "corrupt_compression"
     assert "truncated" in verify_gzip(iter(chunks[:-1]))["detail"]
     assert verify_gzip(iter([b"garbage" + data]))["reason"] == "corrupt_compression"
+
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[3] / "examples" / "contracts"
+
+
+@pytest.mark.parametrize(
+    "contract, data, header, reason",
+    [
+        pytest.param("meter_export", b"meter,timestamp,value,value,flag\n", ["meter", "epoch_ms", "value_kwh",
+                     "value_tariff", "flag"], None, id="positional-repeated-names"),
+        pytest.param("meter_export", b"meter,timestamp,value,value\n", None, "header_mismatch",
+                     id="positional-one-field-short"),
+        pytest.param("yearly_wide", b"Country Name,2000,2001,Indicator\n", ["Country Name", "2000", "2001", "Indicator"],
+                     None, id="unpivot-pattern"),
+        pytest.param("yearly_wide", b"Country Name,Indicator\n", None, "missing_columns", id="unpivot-no-value-column"),
+        pytest.param("yearly_wide", b"Land,2000\n", None, "missing_columns", id="unpivot-id-missing"),
+        pytest.param("monthly_prices", b"Year;commodity;price\n", None, "missing_columns", id="a-time-part-missing"),
+        pytest.param("monthly_prices", b"Year;Month;commodity;price\n", ["Year", "Month", "commodity", "price"], None,
+                     id="time-parts"),
+    ],
+)
+def test_inspect_header_of_the_new_shapes(contract, data, header, reason):
+    """Catches a positional header checked by name (repeated names rejected) or not at all (a short header read),
+    an unpivot file without value columns read as zero cells, and a time part that may be absent."""
+    got, why = inspect_header(data, "a.csv", load_contract(EXAMPLES / f"{contract}.yaml"))
+    assert got == header
+    assert (why or {}).get("reason") == reason

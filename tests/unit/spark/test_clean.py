@@ -112,3 +112,19 @@ def test_row_fates_with_a_rollup_merge_within_the_period(spark):
     marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(raw, sensors)), sensors)
     fates = sorted(r["fate"] for r in clean.row_fates(marked, sensors).collect())
     assert fates == ["duplicates_exact", "merged", "out", "out"]
+
+
+def test_daily_dates_roll_up_into_a_longer_period_under_last(spark):
+    """A `date` column with `period: month` under `last` (no `keep`, no `on`): the days of a month are several rows of
+    one period and must roll up into one (units summed), each counted once. Catches a roll-up skipped because the
+    time column is a date (two rows for March in the features, both `out`)."""
+    from dataclasses import replace
+
+    monthly = replace(C, period="month")
+    rows = [("2024-03-01", "S1", "K", "2", "1", "0"), ("2024-03-17", "S1", "K", "3", "1", "0"),
+            ("2024-04-02", "S1", "K", "5", "1", "0")]
+    marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(raw_df(spark, rows), monthly)), monthly)
+    winners = marked.where(~F.col("_exact_dup") & ~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
+    periods = {r["_period"]: r["units_sold"] for r in clean.rollup_to_period(winners, monthly).collect()}
+    assert periods == {dt.date(2024, 3, 1): 5.0, dt.date(2024, 4, 1): 5.0}
+    assert sorted(r["fate"] for r in clean.row_fates(marked, monthly).collect()) == ["merged", "out", "out"]

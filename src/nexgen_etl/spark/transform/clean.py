@@ -257,10 +257,10 @@ def period_start(contract: Contract) -> SparkColumn:
 
 
 def needs_rollup(contract: Contract) -> bool:
-    """Whether rows of one entity and period merge: a timestamp time column, or a policy that leaves several rows
-    with the same keys and time (`keep`, a natural key), whatever the time column's type."""
-    return (contract.column(contract.time_column).type != "date" or contract.duplicate_policy == "keep"
-            or bool(contract.duplicate_on))
+    """Whether rows of one entity and period merge: a timestamp time column, a period longer than a day, or a policy
+    that leaves several rows with the same keys and time (`keep`, a natural key), whatever the time column's type."""
+    return (contract.column(contract.time_column).type != "date" or contract.period != "day"
+            or contract.duplicate_policy == "keep" or bool(contract.duplicate_on))
 
 
 _AGG = {"sum": F.sum, "mean": F.avg, "max": F.max, "min": F.min, "count": F.count}
