@@ -8,6 +8,11 @@ its own. Each lane draws its own delivery order and its own split into 1-4 batch
 j-th batch and runs the real pipeline (discover → extract → Spark job → load → commit) until nothing is new.
 One full run over the final files (same LastModified times) is the reference. The contract fills missing
 periods with zeros, the policy with the most incremental state (entities' first and last periods).
+
+Three feeds, the same deliveries: `daily` (the sales contract: one row per key and day, the newest file wins),
+`keep` (a transaction log: every line of a key and day counts, summed into the day) and `monthly` (the rows'
+days spread over the month, rolled up to months: lags, windows and fills count months, and a lane's 20 periods are
+20 months).
 """
 
 from __future__ import annotations
@@ -36,15 +41,24 @@ SEED = int(os.environ.get("NEXGEN_PROPERTY_SEED", "20261126"))
 LANES = int(os.environ.get("NEXGEN_PROPERTY_LANES", "50"))
 LANE_DAYS = 20  # lane content spans days 0..11, lookback is 3: spans of two lanes never meet
 START = date(2023, 1, 2)
+MONTHLY_START = date(1990, 1, 1)
 T0 = 1_700_000_000
 HEADER = "date,store_id,sku,units_sold,unit_price,promo\n"
 
 
-def contract():
+KINDS = ("daily", "keep", "monthly")
+
+
+def contract(kind: str = "daily"):
     d = yaml.safe_load(DEFAULT_CONTRACT.read_text())
     d["missing_periods"] = "fill_zero"
     d["features"] = {"lags": [1, 2], "rolling": {"windows": [3], "stats": ["mean", "std", "min", "max"]},
                      "calendar": True, "price": True}
+    if kind == "keep":
+        d["duplicates"] = {"policy": "keep"}
+    if kind == "monthly":
+        d["time"]["period"] = "month"
+        d["columns"][0].pop("min"), d["columns"][0].pop("max")  # 50 lanes of 20 months reach past 2099
     return parse_contract(d)
 
 
@@ -52,12 +66,16 @@ def csv(rows) -> str:
     return HEADER + "".join(",".join(str(x) for x in r) + "\n" for r in rows)
 
 
-def lane_files(lane: int, rng: random.Random) -> list[tuple[str, str]]:
-    """(key, content) deliveries of one lane; a re-upload of a key comes after its first version."""
+def lane_files(lane: int, rng: random.Random, kind: str = "daily") -> list[tuple[str, str]]:
+    """(key, content) deliveries of one lane; a re-upload of a key comes after its first version. Period d of the
+    lane is its d-th day, or for `monthly` a day of its d-th month (drawn per row)."""
     base = START + timedelta(days=lane * LANE_DAYS)
     store = f"L{lane:02d}"
 
     def day(d):
+        if kind == "monthly":
+            months = MONTHLY_START.month - 1 + lane * LANE_DAYS + d
+            return date(MONTHLY_START.year + months // 12, months % 12 + 1, rng.randint(1, 28)).isoformat()
         return (base + timedelta(days=d)).isoformat()
 
     def rows(entities, days, p=0.75):
@@ -121,14 +139,15 @@ def dataset(p: Pipeline, name: str) -> pd.DataFrame:
     return df.sort_values(list(df.columns)).reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def runs(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("prop")
-    c = contract()
+@pytest.fixture(scope="module", params=KINDS)
+def runs(request, spark, tmp_path_factory):
+    kind = request.param
+    root = tmp_path_factory.mktemp(f"prop-{kind}")
+    c = contract(kind)
     rng = random.Random(SEED)
     lanes = []
     for lane in range(LANES):
-        files = lane_files(lane, rng)
+        files = lane_files(lane, rng, kind)
         steps = 4 if lane == 0 else rng.randint(1, 4)
         lanes.append(list(zip(files, schedule(rng, len(files), steps))))
     inc = pipeline(root, "inc", c)
@@ -143,7 +162,7 @@ def runs(spark, tmp_path_factory):
     shutil.rmtree(full.raw.root)
     shutil.copytree(inc.raw.root, full.raw.root)  # the final files, same LastModified times
     full_batches = run_until_empty(full, spark)
-    return {"inc": inc, "full": full, "batches": batches, "full_batches": full_batches, "lanes": lanes}
+    return {"inc": inc, "full": full, "batches": batches, "full_batches": full_batches, "lanes": lanes, "kind": kind}
 
 
 def test_cases_really_differ(runs):
@@ -158,6 +177,8 @@ def test_incremental_batches_equal_one_full_run(runs, name):
     inc, full = dataset(runs["inc"], name), dataset(runs["full"], name)
     if name == "features":
         assert inc["is_filled"].sum() > LANES  # every lane has gaps filled with zeros
+        if runs["kind"] == "monthly":
+            assert set(pd.to_datetime(inc["date"]).dt.day) == {1}  # one row per month, dated the 1st
         bad = sorted(set(inc.merge(full, how="outer", indicator=True).query("_merge != 'both'")["store_id"]))
         assert not bad, f"lanes whose features differ from the full run (seed {SEED}): {bad}"
     assert len(inc) == len(full)

@@ -27,6 +27,9 @@ class FileAccounting:
     duplicates_exact: int = 0
     duplicates_key: int = 0
     rows_merged: int = 0
+    # of rows_out: rows that took over a period another file's rows had already published (docs/contract.md,
+    # "Accounting across batches"); not a fate of its own, so not in the balance
+    periods_taken_over: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     file_rejected: dict | None = None  # {"reason", "detail"} when the whole file could not be read
 
@@ -40,7 +43,7 @@ class FileAccounting:
             self.rows_out += n
         elif fate == "merged":
             self.rows_merged += n
-        elif fate in ("rows_read", "duplicates_exact", "duplicates_key"):
+        elif fate in ("rows_read", "duplicates_exact", "duplicates_key", "periods_taken_over"):
             setattr(self, fate, getattr(self, fate) + n)
         else:
             raise ValueError(f"unknown row fate {fate!r}")
@@ -87,6 +90,9 @@ class StagedResult:
     timings: dict[str, float] = field(default_factory=dict)
     spark_version: str | None = None
     status: str = "staged"
+    # what the contract's quality gates measure beyond the accounting (core/quality.py), when it declares them:
+    # {"valid_rows", "non_null": {column: rows}, "periods": {partition: {"total", "rows"}}}
+    quality: dict[str, Any] = field(default_factory=dict)
 
     def affected_partitions(self, dataset: str, published: list[str], staged: list[str]) -> list[str]:
         """Partitions of dataset this batch replaces. Features: every partition in a recomputed range, whether it
@@ -101,6 +107,8 @@ class StagedResult:
     def to_json(self) -> str:
         d = asdict(self)
         d["accounting"] = {k: a.to_dict() for k, a in self.accounting.items()}
+        if not d["quality"]:  # written only for a contract with quality gates: other results stay as they were
+            del d["quality"]
         return _dumps(d)
 
     @classmethod

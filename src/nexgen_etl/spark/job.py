@@ -211,7 +211,7 @@ class BatchJob:
         self.write_features(kept, extents, spans, actions, gathered)
         if c.quality.needs_stats:  # only a contract whose quality gates need them (core/quality.py): one action
             actions.start("quality_stats", self.quality_stats, marked, files, gathered)
-        self.count_fates(marked, files, actions, gathered)
+        self.count_fates(marked, files, len(in_frame) > len(self.batch_keys), actions, gathered)
         clean_written.result()  # every partition of `marked` is cached now: the parsed rows are not needed
         if parsed is not None:
             parsed.unpersist()
@@ -255,12 +255,16 @@ class BatchJob:
         actions.start("write_features", self.write, feats, "features")
         gathered.schemas["features"] = published_schema(feats)
 
-    def count_fates(self, marked: DataFrame, files: SourceFiles, actions: Actions, gathered: Gathered) -> None:
-        """Counts each batch row that reached the marked frame by (file, fate)."""
+    def count_fates(self, marked: DataFrame, files: SourceFiles, history: bool, actions: Actions,
+                    gathered: Gathered) -> None:
+        """Counts each batch row that reached the marked frame by (file, fate), and the `out` rows that took over a
+        period published before (history: the frame holds published rows of other files)."""
         in_batch = F.col(clean.FILE).isin([files.ids[k] for k in self.batch_keys])
-        fates = clean.row_fates(marked, self.contract).where(in_batch)
-        gathered.counted += [(files.key(r[clean.FILE]), r["fate"], int(r["count"])) for r in actions.run(
-            "count_fates", lambda: fates.groupBy(clean.FILE, "fate").count().collect())]
+        fates = clean.row_fates(marked, self.contract, ~in_batch if history else None).where(in_batch)
+        for r in actions.run("count_fates", lambda: fates.groupBy(clean.FILE, "fate", "_took").count().collect()):
+            gathered.counted.append((files.key(r[clean.FILE]), r["fate"], int(r["count"])))
+            if r["_took"]:
+                gathered.counted.append((files.key(r[clean.FILE]), "periods_taken_over", int(r["count"])))
 
     def quality_stats(self, marked: DataFrame, files: SourceFiles, gathered: Gathered) -> None:
         """What the contract's quality gates measure beyond the accounting, in one action over the cached marked

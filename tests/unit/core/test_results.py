@@ -18,6 +18,8 @@ def test_the_fold_of_fates_balances_and_names_each_reason() -> None:
     assert (acc.rows_out, acc.rows_merged, acc.rows_quarantined) == (5, 1, 2)
     assert acc.quarantine_reasons == {"bad_date": 1, "negative_target": 1}
     assert acc.balanced
+    acc.add("periods_taken_over", 2)  # of the rows out: not a fate, not in the balance
+    assert acc.balanced and acc.periods_taken_over == 2
     acc.add("out", 1)
     assert not acc.balanced
     with pytest.raises(ValueError, match="unknown row fate"):
@@ -40,6 +42,7 @@ def test_staged_result_json_is_what_the_job_wrote_before_the_type() -> None:
                 "accounting": {"a.csv": {"rows_read": 3, "rows_out": 2, "rows_quarantined": 1,
                                          "quarantine_reasons": {"bad_date": 1}, "duplicates_exact": 0,
                                          "duplicates_key": 0, "rows_merged": 0, "file_rejected": None,
+                                         "periods_taken_over": 0,
                                          "balanced": True}},
                 "schemas": {"clean": "{}"}, "timings": {"parse": 1.0}, "spark_version": "3.5.9"}
     assert result.to_json() == json.dumps(expected, indent=1, sort_keys=True)

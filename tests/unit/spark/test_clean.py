@@ -92,9 +92,16 @@ def test_row_fates_without_a_rollup_in_one_projection(spark):
     df = raw_df(spark, rows_old, "2026-01-01 00:00:00", old).unionByName(
         raw_df(spark, [("2024-01-02", "S1", "K", "9", "1", "0"), ("2024-01-03", "S1", "K", "1", "1", "0")],
                "2026-01-02 00:00:00", new))
-    fates = clean.row_fates(clean.mark_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C), C)
-    assert sorted(tuple(r) for r in fates.collect()) == [(new, "out"), (new, "out"), (old, "duplicates_exact"),
-                                                         (old, "duplicates_key")]
+    marked = clean.mark_duplicates(clean.valid_rows(clean.parse_rows(df, C)), C)
+    fates = clean.row_fates(marked, C)
+    assert sorted(tuple(r) for r in fates.collect()) == [(new, "out", False), (new, "out", False),
+                                                         (old, "duplicates_exact", False),
+                                                         (old, "duplicates_key", False)]
+    # with the old file as published history: the new 2 January row takes over the period the old one published
+    # (catches `_took` on every out row, or on none)
+    took = clean.row_fates(marked, C, F.col(clean.FILE) == old)
+    assert sorted(tuple(r) for r in took.where(F.col(clean.FILE) == new).collect()) == [(new, "out", False),
+                                                                                        (new, "out", True)]
     unions = [x._jdf.queryExecution().optimizedPlan().toString().count("Union") for x in (df, fates)]
     assert unions[1] == unions[0]  # no union of its own: one projection of the marked rows
 

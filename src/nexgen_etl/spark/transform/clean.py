@@ -292,16 +292,34 @@ def rollup_to_period(winners: DataFrame, contract: Contract) -> DataFrame:
     return df.groupBy(*entity(contract), "_period").agg(*aggs)
 
 
-def row_fates(marked: DataFrame, contract: Contract) -> DataFrame:
-    """(FILE, fate) for every row of a marked frame (mark_duplicates): `duplicates_exact`, `duplicates_key`, or
-    for a winner `out` or `merged` as rollup_fates decides among all winners of its period. Without a roll-up,
-    one projection: every winner is `out`."""
+def row_fates(marked: DataFrame, contract: Contract, history: SparkColumn | None = None) -> DataFrame:
+    """(FILE, fate, `_took`) for every row of a marked frame (mark_duplicates): `duplicates_exact`, `duplicates_key`,
+    or for a winner `out` or `merged` as rollup_fates decides among all winners of its period. Without a roll-up,
+    one projection: every winner is `out`.
+
+    history: true on the rows published by earlier batches (None: there are none). `_took` is true on an `out` row
+    whose period also holds such a row (not an exact repeat): a period published before, now represented by this
+    row, so the earlier batch's `out` row for it is not one any more. Its group is the period's (with a roll-up) or
+    the duplicate group (without one: keys and time, as one period holds one row), so its window shares the sort
+    of the roll-up's or the duplicates'."""
     dup = F.when(F.col("_exact_dup"), F.lit("duplicates_exact")).when(F.col("_key_dup"), F.lit("duplicates_key"))
+    if history is None:
+        took = F.lit(False)
+    else:
+        group = (Window.partitionBy(*entity(contract), "_period") if needs_rollup(contract)
+                 else Window.partitionBy(*duplicate_group(contract)))
+        took = F.max(history & ~F.col("_exact_dup")).over(group)
     if not needs_rollup(contract):
-        return marked.select(FILE, dup.otherwise(F.lit("out")).alias("fate"))
+        fate = dup.otherwise(F.lit("out"))
+        return marked.select(FILE, fate.alias("fate"), ((fate == "out") & took).alias("_took"))
+    # the period's history rows are among the marked rows (a key duplicate of a history row included): `took` is
+    # computed over all of them before the winners are picked out
+    marked = marked.withColumn("_period", period_start(contract)).withColumn("_took", took)
+    losers = marked.where(dup.isNotNull()).select(FILE, dup.alias("fate"), F.lit(False).alias("_took"))
     winners = marked.where(~F.col("_exact_dup") & ~F.col("_key_dup"))
-    return (marked.where(dup.isNotNull()).select(FILE, dup.alias("fate"))
-            .unionByName(rollup_fates(winners, contract).select(FILE, F.col("_fate").alias("fate"))))
+    fates = rollup_fates(winners, contract)
+    return losers.unionByName(fates.select(FILE, F.col("_fate").alias("fate"),
+                                           ((F.col("_fate") == "out") & F.col("_took")).alias("_took")))
 
 
 def rollup_fates(winners: DataFrame, contract: Contract) -> DataFrame:
