@@ -19,9 +19,11 @@ jars:
 demo: setup
 	$(VENV)/bin/nexgen-etl demo
 
-# the Airflow UI at http://localhost:8080 (AIRFLOW_PORT=…), local S3 and sample data; Ctrl-C stops everything
-airflow: setup
-	$(VENV)/bin/nexgen-etl airflow --port $(or $(AIRFLOW_PORT),8080)
+# the Airflow UI at http://localhost:8080 (AIRFLOW_PORT=…), local S3 and sample data; Ctrl-C stops everything.
+# NEXGEN_AIRFLOW_DB=postgres: a throwaway PostgreSQL (Debian's, which setup then installs) as the metadata DB
+airflow:
+	@scripts/setup.sh $(if $(filter postgres,$(NEXGEN_AIRFLOW_DB)),--with-postgres)
+	$(VENV)/bin/nexgen-etl airflow --port $(or $(AIRFLOW_PORT),8080) --db $(or $(NEXGEN_AIRFLOW_DB),sqlite)
 
 # two pytest workers, one test file each at a time (module fixtures stay on one worker): the suite is mostly
 # single-threaded waits (JVM start, Spark planning, Airflow, S3 retries), so two run side by side on 2 cores

@@ -40,10 +40,11 @@ DEFAULT_ARGS = {
 }
 
 PARAMS = {
-    "operation": Param("run", enum=["run", "reset", "rewind", "reprocess", "rebuild"],
+    "operation": Param("run", enum=["run", "reset", "rewind", "reprocess", "rebuild", "approve", "reject"],
                        description="State operation applied before the pass (see docs/operations.md)"),
     # optional (null allowed): a plain "string" type makes the UI's trigger form demand a value for each
-    "to_batch": Param(None, type=["null", "string"], description="rewind: the batch to go back to"),
+    "to_batch": Param(None, type=["null", "string"],
+                      description="rewind: the batch to go back to; approve, reject: the batch the quality gates hold"),
     "key": Param(None, type=["null", "string"], description="reprocess: one raw key"),
     "prefix": Param(None, type=["null", "string"], description="reprocess: a raw key prefix"),
     "since": Param(None, type=["null", "string"], description="reprocess: ISO time, LastModified at or after it"),

@@ -1,4 +1,5 @@
-"""`nexgen-etl`: the command-line door into the pipeline (generate, run, step, state, status, report, demo, airflow)."""
+"""`nexgen-etl`: the command-line door into the pipeline (generate, run, step, state, batch, status, report, demo,
+airflow)."""
 
 from __future__ import annotations
 
@@ -165,12 +166,32 @@ def cmd_status(args) -> int:
     print(f"band:       {len(wm.band)} keys within {wm.band_seconds}s of the mark")
     print(f"catalog:    {out.url}_catalog.json v{cat.version}, {len(cat.partitions('features'))} feature partitions, "
           f"{len(cat.sources)} source files")
+    if wm.held:
+        from nexgen_etl.core.state import held_summary
+
+        print(f"held:       {held_summary(wm.held)}")
     print("recent batches:")
     for b in wm.recent_batches[-args.last:]:
         print(f"  {b['batch_id']}  files={b.get('files')} read={b.get('rows_read')} out={b.get('rows_out')} "
               f"quarantined={b.get('rows_quarantined')} "
               f"dups={b.get('duplicates_exact', 0) + b.get('duplicates_key', 0)}"
               f"  at {b.get('committed_at')}")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    """Approve (publish as staged, then commit) or reject (drop; its files not picked up again until they change) a
+    batch held by the contract's quality gates (docs/operations.md)."""
+    from nexgen_etl.run.pipeline import build_pipeline
+
+    settings = _settings(args)
+    creds = _credentials()
+    pipeline = build_pipeline(settings, _state_store(settings, creds), creds)
+    if args.action == "approve":
+        print(json.dumps(pipeline.approve_batch(args.batch), indent=1, default=str))
+    else:
+        wm = pipeline.operations.apply("reject", to_batch=args.batch)
+        print(f"batch {args.batch} rejected: state version {wm.version}, {len(wm.rejected)} rejected file versions")
     return 0
 
 
@@ -213,6 +234,21 @@ def _console_progress() -> bool:
     return interactive()
 
 
+def cmd_contract(args) -> int:
+    """Draft a contract from a CSV sample (infer), or show what a contract does to files' first rows (check)."""
+    if args.contract_command == "infer":
+        from nexgen_etl.core.infer import infer_contract
+
+        print(infer_contract(args.file, rows=args.rows).yaml, end="")
+        return 0
+    from nexgen_etl.core.contract import load_contract
+    from nexgen_etl.core.preview import preview, render
+
+    p = preview(load_contract(args.contract), args.files, rows=args.rows or None)
+    print(render(p))
+    return 1 if any(f.rejected for f in p.files) else 0  # a file the pipeline would reject whole
+
+
 def cmd_demo(args) -> int:
     from nexgen_etl.dev.demo import run_demo
 
@@ -220,12 +256,12 @@ def cmd_demo(args) -> int:
 
 
 def cmd_airflow(args) -> int:
-    from nexgen_etl.dev.airflow_local import DEFAULT_HOME, LocalAirflow, LocalAirflowConfig
+    from nexgen_etl.dev.airflow_local import DEFAULT_HOME, LocalAirflow, LocalAirflowConfig, db_choice
     from nexgen_etl.dev.sample import SampleSpec
 
     sample = SampleSpec(stores=args.stores, skus=args.skus, days=args.days) if args.days > 0 else None
     config = LocalAirflowConfig(home=Path(args.home) if args.home else DEFAULT_HOME, port=args.port, sample=sample,
-                                spark_master=args.master, ready_timeout=args.ready_timeout)
+                                spark_master=args.master, ready_timeout=args.ready_timeout, db=db_choice(args.db))
     return LocalAirflow(config).run()
 
 
@@ -285,12 +321,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--last", type=int, default=10)
     s.set_defaults(func=cmd_status)
 
+    bt = sub.add_parser("batch", help="approve | reject BATCH: a batch held by the contract's quality gates")
+    bt.add_argument("action", choices=["approve", "reject"],
+                    help="approve: publish it as staged and commit it; reject: drop it, and pass its files by until "
+                         "they change")
+    bt.add_argument("batch", help="the held batch's id (nexgen-etl status shows it)")
+    locations(bt)
+    bt.set_defaults(func=cmd_batch)
+
     rp = sub.add_parser("report", help="a batch's run report: files, rows, quarantine reasons, step times, chart")
     rp.add_argument("batch", help="batch id, or 'latest' (the last batch in the catalog)")
     rp.add_argument("--html", metavar="PATH", help="write the HTML report (with its charts) to this local file")
     rp.add_argument("--json", action="store_true", help="print the report's JSON instead of the text summary")
     locations(rp)
     rp.set_defaults(func=cmd_report)
+
+    ct = sub.add_parser("contract", help="infer FILE: draft a contract from a CSV sample | check CONTRACT FILE…: "
+                                         "preview it on the first rows (no Spark, no S3)")
+    cs = ct.add_subparsers(dest="contract_command", required=True)
+    ci = cs.add_parser("infer", help="print a draft contract (YAML; comments say what was guessed and why)")
+    ci.add_argument("file", help="a local CSV or CSV.gz file")
+    ci.add_argument("--rows", type=int, default=10_000, help="data rows to sample (default 10000)")
+    ci.set_defaults(func=cmd_contract)
+    cc = cs.add_parser("check", help="each row's parsed values or quarantine reasons, the duplicates, the roll-up "
+                                     "and the header check, as the Spark job would decide them")
+    cc.add_argument("contract", help="the contract YAML")
+    cc.add_argument("files", nargs="+", metavar="FILE",
+                    help="local CSV or CSV.gz files, in arrival order (a later file is newer)")
+    cc.add_argument("--rows", type=int, default=20, help="data rows per file (default 20; 0: all)")
+    cc.set_defaults(func=cmd_contract)
 
     d = sub.add_parser("demo", help="the whole pipeline on a local S3 endpoint with sample data, under Airflow")
     d.add_argument("--no-airflow", action="store_true", help="run the steps with `run` instead of Airflow")
@@ -307,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--skus", type=int, default=20)
     a.add_argument("--master", default="local[2]", help="Spark master of the spark_default connection")
     a.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for Airflow to be healthy")
+    a.add_argument("--db", choices=("sqlite", "postgres"),
+                   help="metadata DB (default: env NEXGEN_AIRFLOW_DB, else sqlite); postgres: a throwaway local server")
     a.set_defaults(func=cmd_airflow)
     return ap
 

@@ -8,7 +8,9 @@ JSON-serialisable dict for XCom. Nothing here runs at DAG parse time: imports of
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +68,8 @@ def checked_pipeline(conn_id: str = AWS_CONN_ID, feed: Feed | None = None) -> Pi
 
 
 def apply_operation(pipeline: Pipeline, params: dict | None) -> str | None:
-    """The DAG params' state operation (reset, rewind, reprocess, rebuild) before the pass; None for 'run'."""
+    """The DAG params' state operation (reset, rewind, reprocess, rebuild; approve or reject the batch `to_batch`
+    held by the quality gates) before the pass; None for 'run'."""
     params = params or {}
     op = params.get("operation") or "run"
     since = datetime.fromisoformat(params["since"]) if params.get("since") else None
@@ -82,7 +85,8 @@ def discover(params: dict | None, *, pipeline: Pipeline | None = None, feed: Fee
     p = pipeline or checked_pipeline(feed=feed)
     if op := apply_operation(p, params):
         print(f"Applied state operation {op!r}; continuing with a normal pass.")
-    found, wm = p.discover()
+    with no_retry_when_held():
+        found, wm = p.discover()
     if not found.new:
         mark = f"{wm.last_modified.isoformat()} {wm.key}" if wm.last_modified else "(empty)"
         print(f"No new files above the watermark {mark}; nothing to do.")
@@ -106,8 +110,23 @@ def extract(discovered: dict, *, pipeline: Pipeline | None = None, feed: Feed | 
 def load(batch: dict, *, pipeline: Pipeline | None = None, feed: Feed | None = None) -> dict:
     """load: publish the staged output and the manifest (all at once, never twice); write the run report."""
     p = pipeline or airflow_pipeline(feed=feed)
-    manifest = p.load(p.read_plan(batch["batch_id"]))
+    with no_retry_when_held():
+        manifest = p.load(p.read_plan(batch["batch_id"]))
     return {"batch_id": manifest.batch_id, "publish": manifest.publish, "totals": dict(manifest.totals)}
+
+
+@contextlib.contextmanager
+def no_retry_when_held() -> Iterator[None]:
+    """A batch held by the quality gates fails the task without retries: only an operator's approve or reject (the
+    params operation=approve|reject, to_batch=BATCH, or the CLI's `batch` command) moves it on."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from nexgen_etl.run.gates import BatchHeldError, QualityGateError
+
+    try:
+        yield
+    except (BatchHeldError, QualityGateError) as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def commit(batch: dict, loaded: dict, *, pipeline: Pipeline | None = None, feed: Feed | None = None) -> dict:

@@ -9,6 +9,7 @@ _staging/<batch>/<dataset>/…       the transform's output, before publication
 _staging/<batch>/_result.json      the transform's StagedResult
 _manifests/<batch>.json            the published batch's Manifest
 _reports/<batch>/report.{json,html}, _reports/<batch>/steps/<step>.json
+_reports/<batch>/quality.json      the batch measured against the contract's quality gates (run.gates)
 ```
 """
 
@@ -72,3 +73,7 @@ def steps_dir(batch_id: str) -> str:
 
 def step_key(batch_id: str, step: str) -> str:
     return f"{steps_dir(batch_id)}{step}.json"
+
+
+def quality_key(batch_id: str) -> str:
+    return f"{report_dir(batch_id)}quality.json"

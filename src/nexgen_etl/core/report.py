@@ -13,7 +13,8 @@ import json
 from datetime import datetime, timezone
 
 from nexgen_etl.core.catalog import Catalog
-from nexgen_etl.core.layout import plan_key, report_key, step_key, steps_dir
+from nexgen_etl.core.layout import plan_key, quality_key, report_key, step_key, steps_dir
+from nexgen_etl.core.quality import QualityGates
 from nexgen_etl.core.results import COUNTS, Manifest
 from nexgen_etl.core.storage import ObjectStore
 
@@ -45,17 +46,21 @@ def target_series(store: ObjectStore, catalog: Catalog, target: str, batch_perio
                   history: int = HISTORY_PERIODS) -> list[dict]:
     """Total target per published feature partition, from `history` partitions before the batch's first period
     up to the batch's last one: one {period, total, rows} each, read back from the live Parquet files."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     parts = catalog.partitions("features")
     if not parts or not batch_periods:
         return []
     first, last = min(batch_periods), max(batch_periods)
     before = [p for p in parts if p < first][-history:]
-    chosen = before + [p for p in parts if first <= p <= last]
+    return partition_totals(store, catalog, target, before + [p for p in parts if first <= p <= last])
+
+
+def partition_totals(store: ObjectStore, catalog: Catalog, target: str, partitions: list[str]) -> list[dict]:
+    """{period, total, rows} of each published features partition named, from its live Parquet files."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     series = []
-    for part in chosen:
+    for part in partitions:
         total, rows = 0.0, 0
         for f in catalog.files("features", [part]):
             # one file, read as such: read_table would go through pyarrow.dataset, which imports pandas (~0.6 s)
@@ -68,8 +73,10 @@ def target_series(store: ObjectStore, catalog: Catalog, target: str, batch_perio
 
 # -- the report (pure) ------------------------------------------------------------------------------------------
 def build_report(manifest: Manifest, steps: list[dict], series: list[dict], target: str, stage: str,
-                 state_version: int | None = None, generated_at: str | None = None) -> dict:
-    """The report's numbers from a manifest, the recorded step timings and the target series."""
+                 state_version: int | None = None, generated_at: str | None = None,
+                 quality: dict | None = None) -> dict:
+    """The report's numbers from a manifest, the recorded step timings and the target series; with `quality`, the
+    batch measured against the contract's quality gates (core.quality.summary)."""
     sizes = {o["key"]: o.get("size", 0) for o in manifest.inputs}
     files, reasons = [], {}
     for key in sorted(manifest.accounting):
@@ -112,6 +119,7 @@ def build_report(manifest: Manifest, steps: list[dict], series: list[dict], targ
         "steps": steps,
         "transform_timings": manifest.timings,
         "target": {"column": target, "series": [{**p, "in_batch": p["period"] in in_batch} for p in series]},
+        **({"quality": quality} if quality is not None else {}),
     }
 
 
@@ -134,8 +142,9 @@ def render_text(report: dict, location: str | None = None) -> str:
     """The operator's summary: totals, reasons, files, steps (what `nexgen-etl report BATCH` prints)."""
     t = report["totals"]
     state = f", state v{report['state_version']}" if report.get("state_version") is not None else ""
-    lines = [f"batch {report['batch_id']} ({report.get('contract')}): {report['stage']}, published "
-             f"{report.get('published_at')}, catalog v{report.get('catalog_version')}{state}",
+    published = "not published" if report["stage"] in STAGE_NOTES else f"published {report.get('published_at')}"
+    lines = [f"batch {report['batch_id']} ({report.get('contract')}): {report['stage']}, {published}, "
+             f"catalog v{report.get('catalog_version')}{state}",
              f"files in: {t['files_in']} ({_mb(t['bytes_in'])}), {t['files_rejected']} rejected as a whole",
              f"rows: read {t['rows_read']}  out {t['rows_out']}  quarantined {t['rows_quarantined']}  duplicates "
              f"{t['duplicates']} (exact {t['duplicates_exact']}, key {t['duplicates_key']})  merged by roll-up "
@@ -159,9 +168,22 @@ def render_text(report: dict, location: str | None = None) -> str:
         batch = [p for p in series if p["in_batch"]]
         lines.append(f"target {report['target']['column']}: {len(series)} periods shown, {len(batch)} from this "
                      f"batch, batch total {sum(p['total'] for p in batch):.2f}")
+    lines += quality_lines(report.get("quality"))
     if location:
         lines.append(f"report: {location}")
     return "\n".join(lines)
+
+
+def quality_lines(quality: dict | None) -> list[str]:
+    """The quality gates in the text summary: the verdict, then every breach with its numbers."""
+    if not quality:
+        return []
+    checks = quality["checks"]
+    counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("pass", "breach", "skipped")}
+    lines = [f"quality gates: {quality['status']} ({counts['breach']} broken, {counts['pass']} passed, "
+             f"{counts['skipped']} skipped of {len(checks)} checks)"]
+    lines += [f"  BROKEN {c['gate']}: {c['detail']}" for c in checks if c["status"] == "breach"]
+    return lines
 
 
 # -- charts: inline SVG, no library ----------------------------------------------------------------------------
@@ -169,14 +191,17 @@ def _num(x: float) -> str:
     return f"{x:.10g}"
 
 
-def svg_target_chart(series: list[dict], column: str, width: int = 760, height: int = 260) -> str:
-    """Total target per period as a line with one point per period; the batch's periods are highlighted."""
+def svg_target_chart(series: list[dict], column: str, width: int = 760, height: int = 260,
+                     bands: dict[str, list[float]] | None = None) -> str:
+    """Total target per period as a line with one point per period; the batch's periods are highlighted. `bands`:
+    period → [low, high] of the quality gate's target band, drawn as a vertical bar at that period."""
     e = html.escape
     if not series:
         return f'<p class="empty">no published {e(column)} values to chart</p>'
+    bands = bands or {}
     left, right, top, bottom = 60, 16, 16, 40
     w, h = width - left - right, height - top - bottom
-    top_value = max(max(p["total"] for p in series), 1e-9)
+    top_value = max(max(p["total"] for p in series), *(hi for _, hi in bands.values()), 1e-9)
     step = w / max(len(series) - 1, 1)
 
     def xy(i: int, v: float) -> tuple[float, float]:
@@ -192,6 +217,12 @@ def svg_target_chart(series: list[dict], column: str, width: int = 760, height: 
            f'<text x="{left}" y="{height - 12}">{e(series[0]["period"])}</text>',
            f'<text x="{left + w}" y="{height - 12}" text-anchor="end">{e(series[-1]["period"])}</text>',
            '<polyline class="line" points="' + " ".join(f"{_num(x)},{_num(y)}" for x, y in pts) + '"/>']
+    for (x, _), p in zip(pts, series):
+        if p["period"] in bands:
+            lo, hi = bands[p["period"]]
+            label = f"{p['period']}: band {lo:,.2f} … {hi:,.2f}"
+            out.append(f'<line class="band" x1="{_num(x)}" y1="{_num(xy(0, max(lo, 0))[1])}" x2="{_num(x)}" '
+                       f'y2="{_num(xy(0, hi)[1])}"><title>{e(label)}</title></line>')
     for (x, y), p in zip(pts, series):
         cls, r = ("point batch", 4) if p["in_batch"] else ("point history", 3)
         label = f"{p['period']}: {p['total']:,.2f} ({p['rows']} rows)"
@@ -226,7 +257,7 @@ _CSS = ('body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-si
         'td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.k,th.k{text-align:left}'
         'svg text{font-size:11px;fill:#333}.axis{stroke:#888}.line{fill:none;stroke:#4a7bd0;stroke-width:1.5}'
         '.point.history{fill:#4a7bd0}.point.batch{fill:#e8590c}.bar{fill:#c0392b}#steps-chart .bar{fill:#4a7bd0}'
-        '.muted{color:#666}')
+        '.muted{color:#666}.band{stroke:#2b8a3e;stroke-width:6;stroke-opacity:.35}.breach{color:#c0392b}')
 
 
 def _table(headers: list[str], rows: list[list], left: int = 1) -> str:
@@ -256,8 +287,11 @@ def render_html(report: dict) -> str:
     steps = {s["step"]: s["seconds"] for s in report["steps"]}
     inner = _table(["transform phase", "seconds"], [[k, v] for k, v in report["transform_timings"].items()])
     state = f", state v{report['state_version']}" if report.get("state_version") is not None else ""
-    pending = "" if report["stage"] == "commit" else (
-        '<p class="muted">Written at load; the commit step rewrites it with its own timing.</p>')
+    pending = "" if report["stage"] == "commit" else STAGE_NOTES.get(report["stage"], (
+        '<p class="muted">Written at load; the commit step rewrites it with its own timing.</p>'))
+    quality = report.get("quality")
+    bands = {c["subject"]: c["limit"] for c in (quality or {}).get("checks", [])
+             if c["gate"].endswith("target_band") and isinstance(c["limit"], list)}
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>NexGen ETL batch {e(report['batch_id'])}</title><style>{_CSS}</style></head><body>",
@@ -265,14 +299,48 @@ def render_html(report: dict) -> str:
         f'<p>contract {e(str(report.get("contract")))} · {e(report["stage"])} · published '
         f'{e(str(report.get("published_at")))} · catalog v{e(str(report.get("catalog_version")))}{e(state)} · '
         f'code {e(str(report.get("code_version")))} · Spark {e(str(report.get("spark_version")))}</p>', pending,
-        "<h2>Totals</h2>", summary,
+        "<h2>Totals</h2>", summary, quality_html(quality),
         f"<h2>{e(col)} per period (total over all entities)</h2>",
         f'<p class="muted">{len(report["batch_periods"])} periods written by this batch in orange, the published '
-        "history before them in blue.</p>", svg_target_chart(report["target"]["series"], col),
+        "history before them in blue" + ("; in green, the quality gate's band of each" if bands else "") + ".</p>",
+        svg_target_chart(report["target"]["series"], col, bands=bands),
         "<h2>Quarantine reasons</h2>", svg_bar_chart(reasons_by_count(report), "quarantine-chart"),
         "<h2>Files</h2>", files, "<h2>Outputs</h2>", outputs,
         "<h2>Time per step</h2>", svg_bar_chart(steps, "steps-chart", unit=" s"), inner,
         f'<p class="muted">generated {e(report["generated_at"])}</p>', "</body></html>"])
+
+
+STAGE_NOTES = {
+    "held": '<p class="breach">Held by the quality gates: nothing of this batch is published, the watermark has not '
+            'moved. <code>nexgen-etl batch approve BATCH</code> publishes it as it is staged, <code>nexgen-etl batch '
+            'reject BATCH</code> drops it.</p>',
+    "rejected": '<p class="breach">Rejected by an operator: nothing of it was published, and its files are not '
+                'picked up again until they change.</p>',
+}
+SHARE_GATES = ("max_quarantined_share", "min_non_null_share")
+
+
+def _gate_number(gate: str, x) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, list):
+        return " … ".join(_gate_number(gate, v) for v in x)
+    return f"{100 * x:.1f}%" if any(g in gate for g in SHARE_GATES) else f"{x:,.6g}"
+
+
+def quality_html(quality: dict | None) -> str:
+    """The quality gates section: the verdict and one row per check (broken ones first)."""
+    if not quality:
+        return ""
+    e = html.escape
+    order = {"breach": 0, "pass": 1, "skipped": 2}
+    checks = sorted(quality["checks"], key=lambda c: order.get(c["status"], 3))
+    rows = [[c["gate"].removeprefix("quality."), c["subject"], _gate_number(c["gate"], c["value"]),
+             _gate_number(c["gate"], c["limit"]), c["status"], c["detail"]] for c in checks]
+    verdict = (f'<p class="breach">{quality["breaches"]} check(s) broken: {e(", ".join(quality["gates_broken"]))}</p>'
+               if quality["breaches"] else f'<p>{e(quality["status"])}: no gate broken</p>')
+    return "\n".join(["<h2>Quality gates</h2>", verdict,
+                      _table(["gate", "subject", "value", "limit", "result", "detail"], rows, left=2)])
 
 
 # -- I/O: collect, write, read ----------------------------------------------------------------------------------
@@ -283,12 +351,16 @@ def collect_report(store: ObjectStore, batch_id: str, stage: str, state_version:
     manifest = read_manifest(store, batch_id)
     if manifest is None:
         raise FileNotFoundError(f"batch {batch_id}: no manifest in {store.url} (not published)")
-    target = "target"
+    target, gates = "target", QualityGates()
     if store.head(plan_key(batch_id)):
-        target = json.loads(store.get_bytes(plan_key(batch_id)))["contract"]["target"]
+        contract = json.loads(store.get_bytes(plan_key(batch_id)))["contract"]
+        target, gates = contract["target"], QualityGates.from_dict(contract.get("quality"))
     periods = sorted(p for p, fs in manifest.outputs.get("clean", {}).items() if fs)
     series = target_series(store, read_catalog(store), target, periods)
-    return build_report(manifest, read_steps(store, batch_id), series, target, stage, state_version)
+    quality = None
+    if gates.declared and store.head(quality_key(batch_id)):  # what run.gates measured before publishing it
+        quality = json.loads(store.get_bytes(quality_key(batch_id)))
+    return build_report(manifest, read_steps(store, batch_id), series, target, stage, state_version, quality=quality)
 
 
 def write_report(store: ObjectStore, report: dict) -> str:

@@ -33,7 +33,7 @@ UNLOCK_HINT = "if that run is gone, `nexgen-etl state unlock` frees the lease"
 REPAIR_HINT = "`nexgen-etl state rebuild --force` rebuilds it from the manifests (`state reset --force` empties it)"
 # the top-level fields this version writes; others (a newer writer's) are kept as they are
 KNOWN_FIELDS = {"schema", "version", "revision", "watermark", "band_seconds", "band", "recent_batches", "reprocess",
-                "lease"}
+                "lease", "held", "rejected"}
 
 
 LEASE_SECONDS = 2 * 3600
@@ -54,6 +54,10 @@ class Watermark:
     reprocess: tuple[str, ...] = ()  # keys to process again whatever the mark says (operator's request)
     lease: dict | None = None  # {"owner", "acquired_at", "expires_at"}
     extra: dict = field(default_factory=dict)  # fields this version does not know, written back unchanged
+    # the batch the contract's quality gates hold ({"batch_id", "held_at", "gates", "breaches"[, "approved_at"]}):
+    # nothing else runs until it is approved or rejected (docs/operations.md, quality gates)
+    held: dict | None = None
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> ETag rejected by an operator: not new until changed
 
     @property
     def mark(self) -> tuple[datetime, str] | None:
@@ -61,7 +65,11 @@ class Watermark:
 
     def is_new(self, obj: ObjectInfo) -> bool:
         """True when this object version has not been processed according to the watermark."""
-        if self.last_modified is None or obj.key in self.reprocess:
+        if obj.key in self.reprocess:
+            return True
+        if self.rejected.get(obj.key) == obj.etag:
+            return False
+        if self.last_modified is None:
             return True
         if (obj.last_modified, obj.key) > (self.last_modified, self.key or ""):
             return self.band.get(obj.key) != obj.etag
@@ -84,10 +92,23 @@ class Watermark:
         keep = {k for k, t in times.items() if datetime.fromisoformat(t) >= floor}
         recent = (*self.recent_batches, batch)[-RECENT_BATCHES:]
         done = {o.key for o in objects}
+        held = None if (self.held or {}).get("batch_id") == batch.get("batch_id") else self.held
         return replace(self, version=self.version + 1, revision=self.revision + 1, last_modified=lm, key=key,
                        band={k: band[k] for k in sorted(keep)}, band_times={k: times[k] for k in sorted(keep)},
                        recent_batches=recent, reprocess=tuple(k for k in self.reprocess if k not in done),
-                       lease=None)
+                       lease=None, held=held, rejected={k: v for k, v in self.rejected.items() if k not in done})
+
+    # -- quality gates ----------------------------------------------------------------------------------------
+    def holding(self, record: dict, owner: str) -> "Watermark":
+        """The state with the batch of `record` held by the quality gates, and `owner`'s lease given back."""
+        lease = None if (self.lease or {}).get("owner") == owner else self.lease
+        return replace(self, revision=self.revision + 1, held=record, lease=lease)
+
+    def approving(self, batch_id: str, at: datetime) -> "Watermark":
+        """The held batch approved: the next pass publishes it as it is staged, whatever the gates say."""
+        if (self.held or {}).get("batch_id") != batch_id:
+            raise ValueError(f"batch {batch_id} is not held ({held_summary(self.held)})")
+        return replace(self, revision=self.revision + 1, held={**self.held, "approved_at": at.isoformat()})
 
     # -- lease ------------------------------------------------------------------------------------------------
     def lease_holder(self, now: datetime) -> str | None:
@@ -116,12 +137,15 @@ class Watermark:
         that a batch planned before it can no longer commit."""
         entry = {"batch_id": None, "operation": op, "at": utcnow().isoformat(),
                  **{k: v for k, v in changes.pop("_note", {}).items()}}
+        changes.setdefault("held", None)  # a held batch was planned on the version this moves past: it is dropped
         return replace(self, version=self.version + 1, revision=self.revision + 1,
                        recent_batches=(*self.recent_batches, entry)[-RECENT_BATCHES:], **changes)
 
     def to_json(self) -> str:
+        gates = {**({"held": self.held} if self.held else {}), **({"rejected": self.rejected} if self.rejected else {})}
         return json.dumps({
             **self.extra,
+            **gates,
             "schema": STATE_SCHEMA,
             "version": self.version,
             "revision": self.revision,
@@ -163,6 +187,8 @@ class Watermark:
                 reprocess=tuple(d.get("reprocess", ())),
                 lease=d.get("lease"),
                 extra={k: v for k, v in d.items() if k not in KNOWN_FIELDS},
+                held=d.get("held"),
+                rejected=dict(d.get("rejected") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateCorruptError(f"state {where} is not a valid state ({type(exc).__name__}: {exc}); "
@@ -247,6 +273,14 @@ class ObjectStateStore:
         except PreconditionFailed:
             raise StaleStateError(f"state {self.where} changed while this run was writing it: another run wrote "
                                   "it first") from None
+
+
+def held_summary(held: dict | None) -> str:
+    """One phrase naming the held batch and the gates it broke, or saying that none is held."""
+    if not held:
+        return "no batch is held"
+    state = "approved, to be published by the next pass" if held.get("approved_at") else "held"
+    return f"batch {held['batch_id']} is {state} (quality gates broken: {', '.join(held.get('gates', [])) or '?'})"
 
 
 def utcnow() -> datetime:

@@ -1,10 +1,11 @@
 """`nexgen-etl airflow` (`make airflow`): the Airflow UI on this machine, as `astro dev start` gives it elsewhere.
 
-`airflow standalone` (SQLite, LocalExecutor, sized for 2 cores) with a project-local AIRFLOW_HOME, moto's S3
-server with sample data as the local S3 endpoint, and the connections and variables the DAG reads. Standalone
-shuts its components down cleanly only on SIGINT, so the launcher runs it in a session of its own, forwards
-SIGINT/SIGTERM to it, waits, and checks that nothing of that session is left (killing leftovers only as a last
-resort).
+`airflow standalone` (LocalExecutor, sized for 2 cores) with a project-local AIRFLOW_HOME, moto's S3 server with
+sample data as the local S3 endpoint, and the connections and variables the DAG reads. The metadata DB is SQLite
+in AIRFLOW_HOME, or with `db="postgres"` (NEXGEN_AIRFLOW_DB=postgres) a throwaway PostgreSQL server on loopback
+(nexgen_etl.dev.postgres) started before Airflow and stopped after it. Standalone shuts its components down
+cleanly only on SIGINT, so the launcher runs it in a session of its own, forwards SIGINT/SIGTERM to it, waits, and
+checks that nothing of that session is left (killing leftovers only as a last resort).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 
 from nexgen_etl.core.settings import PROJECT_ROOT
 from nexgen_etl.dev.local_services import MotoServer, airflow_env, create_buckets, free_port, venv_bin
+from nexgen_etl.dev.postgres import LocalPostgres
 from nexgen_etl.dev.sample import SampleSpec, generate
 
 DEFAULT_HOME = PROJECT_ROOT / ".nexgen" / "airflow"
@@ -33,6 +35,17 @@ PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # SimpleAuthMan
 USERNAME = "admin"
 # moto accepts any credentials; these are the demo's placeholders unless the caller's environment names others
 LOCAL_KEY_ENV, LOCAL_SECRET_ENV = "NEXGEN_LOCAL_ACCESS_KEY", "NEXGEN_LOCAL_SECRET_KEY"
+DB_ENV = "NEXGEN_AIRFLOW_DB"  # the metadata DB of `make airflow`: one of DB_CHOICES
+DB_CHOICES = ("sqlite", "postgres")
+
+
+def db_choice(value: str | None = None) -> str:
+    """The metadata DB: `value` (--db), else NEXGEN_AIRFLOW_DB, else sqlite; one of DB_CHOICES."""
+    value = value if value is not None else os.environ.get(DB_ENV)
+    db = (value or "sqlite").strip().lower()
+    if db not in DB_CHOICES:
+        raise ValueError(f"{DB_ENV}={value!r}: the metadata DB is one of {', '.join(DB_CHOICES)}")
+    return db
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class LocalAirflowConfig:
     port: int = 8080  # 0: a free port
     sample: SampleSpec | None = SampleSpec(days=35)
     spark_master: str = "local[2]"
+    db: str = "sqlite"  # one of DB_CHOICES
     ready_timeout: float = 600.0  # generous: on a busy 2-core machine standalone takes minutes to be ready
     stop_timeout: float = 90.0
 
@@ -53,12 +67,16 @@ def settings_variables(path: Path = PROJECT_ROOT / "airflow_settings.yaml") -> d
 
 
 def standalone_env(home: Path, port: int, endpoint: str, access_key: str, secret_key: str,
-                   spark_master: str = "local[2]") -> dict[str, str]:
-    """airflow_env (home, SQLite, connections) plus what standalone needs: the API port, the execution API at that
-    port (tasks call back into it), and parallelism for a 2-core machine."""
+                   spark_master: str = "local[2]", sql_alchemy_conn: str | None = None) -> dict[str, str]:
+    """airflow_env (home, SQLite, connections) plus what standalone (or its components started one by one) needs: the
+    API port, the execution API at that port (tasks call back into it), the LocalExecutor with parallelism for a
+    2-core machine; `sql_alchemy_conn` (a Postgres URL) replaces SQLite as the metadata DB."""
     env = airflow_env(home, endpoint, access_key, secret_key, spark_master=spark_master)
     env.update(settings_variables())
+    if sql_alchemy_conn:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = sql_alchemy_conn
     env.update({
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
@@ -164,14 +182,17 @@ def upload_sample(client, spec: SampleSpec) -> int:
 
 
 class LocalAirflow:
-    """moto + sample data + `airflow standalone`, started in order and stopped in reverse, on signal or error."""
+    """moto + sample data (+ PostgreSQL) + `airflow standalone`, started in order and stopped in reverse, on signal
+    or error."""
 
     def __init__(self, config: LocalAirflowConfig = LocalAirflowConfig()) -> None:
+        db_choice(config.db)
         self.config = config
         self.port = config.port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stopping = threading.Event()
         self.moto: MotoServer | None = None
+        self.postgres: LocalPostgres | None = None
         self.standalone: subprocess.Popen | None = None
 
     def _on_signal(self, signum, _frame) -> None:
@@ -208,7 +229,13 @@ class LocalAirflow:
                   flush=True)
         if self.stopping.is_set():  # Ctrl-C while the sample was uploading: do not start Airflow at all
             return
-        env = standalone_env(home, self.port, self.moto.url, key, secret, self.config.spark_master)
+        db_url = None
+        if self.config.db == "postgres":
+            self.postgres = LocalPostgres(log_path=home / "postgres.log").start()
+            db_url = self.postgres.url
+            print(f"airflow: metadata DB PostgreSQL on 127.0.0.1:{self.postgres.port} (a fresh cluster, log "
+                  f"{home / 'postgres.log'})", flush=True)
+        env = standalone_env(home, self.port, self.moto.url, key, secret, self.config.spark_master, db_url)
         log = open(home / "standalone.log", "ab")
         self.standalone = subprocess.Popen([venv_bin("airflow"), "standalone"], env=env, stdin=subprocess.DEVNULL,
                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -234,13 +261,16 @@ class LocalAirflow:
         path.write_text(json.dumps({"url": self.url, "username": USERNAME,
                                     "passwords_file": str(self.config.home / PASSWORDS_FILE),
                                     "launcher_pid": os.getpid(), "standalone_pid": self.standalone.pid,
-                                    "moto_pid": self.moto.proc.pid, "moto_url": self.moto.url}))
+                                    "moto_pid": self.moto.proc.pid, "moto_url": self.moto.url, "db": self.config.db,
+                                    "postgres_pid": self.postgres.proc.pid if self.postgres else None}))
         return path
 
     def stop(self) -> list[int]:
         killed: list[int] = []
         if self.standalone is not None:
             killed = stop_session(self.standalone, self.config.stop_timeout)
+        if self.postgres is not None:  # after Airflow, whose components hold connections to it until they exit
+            self.postgres.stop()
         if self.moto is not None:
             self.moto.stop()
         (self.config.home / "launcher.json").unlink(missing_ok=True)
@@ -256,7 +286,9 @@ class LocalAirflow:
                       f"  login: {USERNAME} / {read_password(self.config.home)}   "
                       f"(from {self.config.home / PASSWORDS_FILE})\n"
                       f"  DAG nexgen_etl_pipeline starts paused: un-pause it, or trigger it, in the UI.\n"
-                      f"  Ctrl-C stops Airflow and the local S3 endpoint.\n", flush=True)
+                      f"  metadata DB: {'PostgreSQL (thrown away at stop)' if self.postgres else 'SQLite'}\n"
+                      f"  Ctrl-C stops Airflow{', PostgreSQL' if self.postgres else ''} and the local S3 endpoint.\n",
+                      flush=True)
                 while not self.stopping.wait(1):
                     if self.standalone.poll() is not None:
                         raise RuntimeError(f"airflow standalone exited with code {self.standalone.returncode}")

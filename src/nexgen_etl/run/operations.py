@@ -1,5 +1,6 @@
-"""Operator actions on the watermark: reset, rewind, reprocess, rebuild (docs/operations.md). The CLI's `state`
-command and the DAG's params share them. Each is one compare-and-set of the state, under the lease."""
+"""Operator actions on the watermark: reset, rewind, reprocess, rebuild, and approve or reject a batch held by the
+quality gates (docs/operations.md). The CLI's `state` and `batch` commands and the DAG's params share them. Each is
+one compare-and-set of the state, under the lease."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from nexgen_etl.core.layout import PLAN_PREFIX
 from nexgen_etl.core.publish import read_catalog, read_manifest
 from nexgen_etl.core.state import StateStore, Watermark
 from nexgen_etl.core.storage import ObjectInfo, ObjectStore
+from nexgen_etl.run.gates import Gatekeeper
 from nexgen_etl.run.lease import Lease
 
 log = logging.getLogger("nexgen_etl")
-OPERATIONS = ("run", "reset", "rewind", "reprocess", "rebuild")
+OPERATIONS = ("run", "reset", "rewind", "reprocess", "rebuild", "approve", "reject")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class StateOperations:
             return self.rewind(to_batch)
         if op == "reprocess":
             return self.reprocess(key=key, prefix=prefix, since=since)
+        if op in ("approve", "reject"):
+            if not to_batch:
+                raise ValueError(f"operation {op!r} needs the held batch (to_batch)")
+            gates = Gatekeeper(self.state, self.lease, self.out)
+            return gates.approve(to_batch) if op == "approve" else gates.reject(to_batch)
         raise ValueError(f"unknown operation {op!r}: use {', '.join(OPERATIONS[:-1])} or {OPERATIONS[-1]}")
 
     def _replace_state(self, build: Callable[[Watermark], Watermark]) -> Watermark:

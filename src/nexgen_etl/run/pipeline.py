@@ -26,6 +26,7 @@ from nexgen_etl.core.results import Manifest
 from nexgen_etl.core.settings import AwsCredentials, Settings
 from nexgen_etl.core.state import StaleStateError, StateStore, Watermark
 from nexgen_etl.core.storage import ObjectInfo, ObjectStore, open_store, s3_client, spark_uri
+from nexgen_etl.run.gates import Gatekeeper
 from nexgen_etl.run.lease import Lease, cli_owner
 from nexgen_etl.run.operations import StateOperations
 from nexgen_etl.run.processes import die_with_parent
@@ -61,19 +62,27 @@ class Pipeline:
         return RunReports(self.out)
 
     @property
+    def gates(self) -> Gatekeeper:
+        return Gatekeeper(self.state, self.lease, self.out)
+
+    @property
     def operations(self) -> StateOperations:
         return StateOperations(self.state, self.lease, self.raw, self.out, self.contract)
 
     # -- discover ---------------------------------------------------------------------------------------------
     def discover(self) -> tuple[Discovery, Watermark]:
         """Take the lease, then list the raw location against the watermark. Releases the lease when nothing is
-        new (the run ends there)."""
+        new (the run ends there). While the quality gates hold a batch, the batch once approved is all there is
+        (else BatchHeldError: nothing runs until an operator decides; run.gates)."""
         watch = Stopwatch("discover")
         wm = self.lease.acquire()
         maybe_fail("discover.after_lease")
         try:
-            listing = self._listing(self.contract.source.prefix, listing_start_after(wm, self.contract))
-            found = discover_new_objects(listing, wm, self.contract)
+            if wm.held:
+                found = Discovery(new=self.gates.held_plan(wm).objects, listed=0)
+            else:
+                listing = self._listing(self.contract.source.prefix, listing_start_after(wm, self.contract))
+                found = discover_new_objects(listing, wm, self.contract)
         except Exception:
             self.lease.release()  # e.g. credentials refused: the fixed re-run must not wait for the lease to expire
             raise
@@ -177,9 +186,11 @@ class Pipeline:
 
     # -- load -------------------------------------------------------------------------------------------------
     def load(self, plan: BatchPlan) -> Manifest:
-        """Publish the batch, then write its run report (after the commit point; see docs/operations.md)."""
+        """Publish the batch, then write its run report (after the commit point; see docs/operations.md). A batch
+        that breaks its contract's quality gates is held instead (QualityGateError; run.gates)."""
         with self.reports.timed(plan.batch_id, "load"):
             self.lease.check()
+            self.gates.check(plan)
             manifest = publish_batch(self.out, plan)
             log.info("load: batch %s %s: %s", plan.batch_id, manifest.publish, manifest.totals)
         self.reports.write(plan.batch_id, "load")
@@ -203,6 +214,8 @@ class Pipeline:
                                   f"state is now v{wm.version}")
         summary = {"batch_id": plan.batch_id, "files": len(plan.objects),
                    "committed_at": datetime.now(timezone.utc).isoformat(), **manifest.totals}
+        if (wm.held or {}).get("batch_id") == plan.batch_id:  # published against its quality gates
+            summary["approved_at"] = wm.held.get("approved_at")
         new = wm.advance(plan.objects, summary)
         maybe_fail("commit.before_write")
         self.state.compare_and_set(wm.revision, new)
@@ -237,6 +250,23 @@ class Pipeline:
             raise
         return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
                 "totals": manifest.totals}
+
+    def approve_batch(self, batch_id: str) -> dict:
+        """`nexgen-etl batch approve`: mark the held batch approved, then publish it as it is staged and commit it
+        (a pass would do the same after transforming it again)."""
+        self.gates.approve(batch_id)
+        self.lease.acquire()
+        try:
+            plan = self.read_plan(batch_id)
+            manifest = self.load(plan)
+            wm = self.commit(plan, manifest)
+        except BaseException:
+            try:
+                self.lease.release()
+            except Exception as exc:  # noqa: BLE001 - the original failure matters more
+                log.warning("could not release the lease after a failure: %s", exc)
+            raise
+        return {"status": "committed", "batch_id": batch_id, "state_version": wm.version, "totals": manifest.totals}
 
     def apply_operation(self, op: str, to_batch: str | None = None, key: str | None = None,
                         prefix: str | None = None, since: datetime | None = None) -> Watermark | None:
