@@ -135,3 +135,24 @@ def test_daily_dates_roll_up_into_a_longer_period_under_last(spark):
     periods = {r["_period"]: r["units_sold"] for r in clean.rollup_to_period(winners, monthly).collect()}
     assert periods == {dt.date(2024, 3, 1): 5.0, dt.date(2024, 4, 1): 5.0}
     assert sorted(r["fate"] for r in clean.row_fates(marked, monthly).collect()) == ["merged", "out", "out"]
+
+
+def test_zone_names_offsets_and_epochs_become_the_declared_zones_wall_clock(spark):
+    """`zone: America/New_York`: a time read with a zone name (VV) or an offset (XXX), or an epoch, is an instant shown
+    as New York's wall clock; a time without either is taken as written. Catches the zone ignored (12:00 read as
+    12:00), applied to times without an offset (09:00 shifted too), and a fractional epoch accepted."""
+    from nexgen_etl.core.contract import parse_contract
+
+    c = parse_contract({"name": "z", "keys": [], "target": "v", "time": {"column": "t", "period": "hour"},
+                        "columns": [{"name": "t", "type": "timestamp", "zone": "America/New_York",
+                                     "formats": ["yyyy-MM-dd HH:mm VV", "yyyy-MM-dd'T'HH:mmXXX", "epoch_s",
+                                                 "yyyy-MM-dd HH:mm"]},
+                                    {"name": "v", "type": "double"}]})
+    values = ["2024-07-01 12:00 Europe/Berlin", "2024-07-01T12:00+00:00", "1719835200", "2024-07-01 09:00",
+              "1719835200.5"]
+    raw = spark.createDataFrame([(0, i, t, "1", None) for i, t in enumerate(values)],
+                                "_file int, _row_id long, t string, v string, _corrupt_record string")
+    rows = clean.parse_rows(raw.withColumn("_source_lm", F.current_timestamp()), c).orderBy("_row_id").collect()
+    assert [r["t"] for r in rows[:4]] == [dt.datetime(2024, 7, 1, 6), dt.datetime(2024, 7, 1, 8),
+                                          dt.datetime(2024, 7, 1, 8), dt.datetime(2024, 7, 1, 9)]
+    assert rows[4]["_reasons"] == ["unparseable:t"]
