@@ -1,4 +1,5 @@
-"""Settings and credentials from the Airflow Connection `aws_default` (and the Variables naming the locations).
+"""Settings and credentials from the Airflow Connection `aws_default` (and the Variables naming the locations and
+holding a team's Spark conf).
 
 Imported only inside task code (never at DAG parse time), so parsing the DAG touches no Connection or network.
 Airflow names are the public ones: `airflow.sdk` (BaseHook, Variable), `airflow.sdk.log` (mask_secret) and the
@@ -10,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings
+from nexgen_etl.core.settings import AwsCredentials, S3Settings, Secret, Settings, spark_conf_from_json
 from nexgen_etl.run.preflight import SetupError
 
 if TYPE_CHECKING:
     from nexgen_etl.airflow.feeds import Feed
 
 AWS_CONN_ID = "aws_default"
+# a team's Spark conf (a JSON object of strings); a feed other than the default one also reads <name>__<feed>
+SPARK_CONF_VARIABLE = "nexgen_spark_conf"
 
 
 def aws_hook(conn_id: str = AWS_CONN_ID):
@@ -67,7 +70,10 @@ def settings_from_airflow(conn_id: str = AWS_CONN_ID, feed: Feed | None = None) 
     """Settings from the environment, with the S3 endpoint and region of the Airflow Connection and the feed's
     locations and contract (nexgen_etl.airflow.feeds): the default feed's from the Variables nexgen_raw_url /
     nexgen_output_url / nexgen_contract when they are set, another feed's from its own Variables
-    (nexgen_raw_url__<feed>, nexgen_output_url__<feed>) or else under the shared ones, and its contract file."""
+    (nexgen_raw_url__<feed>, nexgen_output_url__<feed>) or else under the shared ones, and its contract file; the
+    Spark conf of spark_conf_from_airflow.
+
+    Called by each task when it runs (never at DAG parse time), so a changed Variable applies to the next task."""
     from airflow.sdk import Variable
 
     from nexgen_etl.airflow.feeds import default_feed
@@ -91,4 +97,21 @@ def settings_from_airflow(conn_id: str = AWS_CONN_ID, feed: Feed | None = None) 
         raw_url = var(feed.variable("nexgen_raw_url")) or raw_url
         output_url = var(feed.variable("nexgen_output_url")) or feed.output_url(output_url)
         contract_path = feed.contract_path
-    return dataclasses.replace(base, s3=s3, raw_url=raw_url, output_url=output_url, contract_path=contract_path)
+    return dataclasses.replace(base, s3=s3, raw_url=raw_url, output_url=output_url, contract_path=contract_path,
+                               spark_conf=spark_conf_from_airflow(base.spark_conf, feed, var))
+
+
+def spark_conf_from_airflow(env_conf: dict[str, str], feed: Feed, var) -> dict[str, str]:
+    """A team's Spark conf, key by key, the later winning: NEXGEN_SPARK_CONF (env_conf, the deployment's environment),
+    then the Variable nexgen_spark_conf, then the feed's own nexgen_spark_conf__<feed> (a feed other than the default
+    one). The narrower source wins, as the location Variables win over NEXGEN_RAW_URL / NEXGEN_OUTPUT_URL: the
+    environment is the deployment's baseline, fixed when it is built; a Variable is changed in the UI, without a
+    redeploy, for every feed or for one. A bad value (not a JSON object of strings, or a key the product controls:
+    spark_conf_from_json) fails the task with one line naming the Variable."""
+    conf = dict(env_conf)
+    for name in dict.fromkeys([SPARK_CONF_VARIABLE, feed.variable(SPARK_CONF_VARIABLE)]):
+        try:
+            conf.update(spark_conf_from_json(var(name), f"Airflow Variable {name!r}"))
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+    return conf

@@ -9,6 +9,7 @@ derived from that name, at DAG parse time, from the files alone (no Variable, Co
 | watermark Variable | `nexgen_etl_state` | `nexgen_etl_state__<feed>` |
 | raw location | Variable `nexgen_raw_url` | `nexgen_raw_url__<feed>`, else `nexgen_raw_url` |
 | output location | Variable `nexgen_output_url` | `nexgen_output_url__<feed>`, else `<nexgen_output_url>/<feed>/` |
+| team's Spark conf | Variable `nexgen_spark_conf` | `nexgen_spark_conf__<feed>` over `nexgen_spark_conf` |
 | lease owner | `airflow:nexgen_etl_pipeline` | `airflow:nexgen_etl__<feed>` |
 | Asset | `nexgen://features/nexgen_sales` | `nexgen://features/<feed>` |
 | schedule | the contract's `schedule` (default `@hourly`) | same |

@@ -71,7 +71,10 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
     Everything is decided at run time: conf (S3A endpoint, region, path style, driver memory) and jars from the same
     SubmitSpec the CLI uses, sized to the batch, for the master of the Spark connection; the AWS credentials of
     `aws_conn_id` go into the spark-submit process environment only (never into a templated field, so they never
-    appear in rendered templates, argv or XCom). Conf given to the operator overrides the spec's.
+    appear in rendered templates, argv or XCom). The spec's conf holds the team's (NEXGEN_SPARK_CONF, then the
+    Variables nexgen_spark_conf and nexgen_spark_conf__<feed>, read by this task: connections.spark_conf_from_airflow);
+    conf given to the operator overrides all of it. The jars are the window kernel's, and S3A's where
+    nexgen_etl.spark.jars.ships_s3a_jars says so (NEXGEN_SHIP_S3A_JARS).
     """
 
     def __init__(self, *, conn_id: str = SPARK_CONN_ID, aws_conn_id: str = AWS_CONN_ID,

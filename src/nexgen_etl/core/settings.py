@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,18 +80,74 @@ def default_jars_dir() -> Path:
     return Path(os.environ.get("NEXGEN_JARS_DIR", PROJECT_ROOT / "jars" / "lib"))
 
 
+# Spark's default redaction pattern (secret|password|token|access[.]key) plus the environment-variable spellings
+# (ACCESS_KEY_ID): the submit spec sets it as spark.redaction.regex, and a team's conf may set no key it matches
+REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key"
+# what the product's results and credentials depend on (nexgen_etl.spark.submit): not a team's to change. The SQL
+# settings fix how timestamps are parsed and written and how partition values are typed, the redaction keeps secrets
+# out of the UI and event log
+PRODUCT_SPARK_CONF = frozenset({
+    "spark.redaction.regex",
+    "spark.sql.session.timeZone",
+    "spark.sql.legacy.timeParserPolicy",
+    "spark.sql.sources.partitionColumnTypeInference.enabled",
+    "spark.sql.parquet.outputTimestampType",
+})
+
+
+def refused_spark_conf_key(key: str) -> str | None:
+    """Why a team's conf may not set this key, or None.
+
+    A team's conf goes into spark-submit's argv (`--conf k=v`: the process list, the task log), so no key whose
+    value is a secret (the S3A keys `spark.hadoop.fs.s3a.access.key`, `.secret.key`, `.session.token`, their
+    per-bucket forms, anything else REDACTION_REGEX matches; a key naming a file, `…File`, holds a path): the
+    credentials come from the AWS Connection through the environment, or from the cluster's identity."""
+    if key in PRODUCT_SPARK_CONF:
+        return "the product sets it (its results depend on it)"
+    if re.search(REDACTION_REGEX, key) and not key.lower().endswith("file"):
+        return ("a secret's key: the conf is spark-submit's argv; credentials come from the AWS connection or the "
+                "cluster's identity")
+    return None
+
+
+def json_type(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
 def spark_conf_from_json(text: str | None, where: str) -> dict[str, str]:
-    """A team's own Spark conf, as a JSON object of strings (merged over the product's conf by the submit spec)."""
-    if not text:
+    """A team's own Spark conf: a JSON object of Spark properties with string values (merged over the product's
+    conf by the submit spec). Anything else is a one-line ValueError naming `where`, never echoing a value."""
+    if not text or not text.strip():
         return {}
     try:
         conf = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(conf, dict) or not all(isinstance(k, str) and k.startswith("spark.") for k in conf):
+    if not isinstance(conf, dict):
         raise ValueError(f"{where}: must be a JSON object of Spark properties, e.g. "
-                         '{"spark.executor.memory": "4g"}')
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
+                         f'{{"spark.executor.memory": "4g"}}, not a JSON {json_type(conf)}')
+    for key, value in conf.items():
+        if not key.startswith("spark."):
+            raise ValueError(f"{where}: {key!r} is not a Spark property (they start with 'spark.')")
+        if (why := refused_spark_conf_key(key)) is not None:
+            raise ValueError(f"{where}: {key!r} cannot be set here: {why}")
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: the value of {key!r} must be a JSON string (Spark conf values are "
+                             f"strings, e.g. \"4\"), not a JSON {json_type(value)}")
+    return conf
+
+
+def ship_s3a_jars_from(text: str | None, where: str = "NEXGEN_SHIP_S3A_JARS") -> bool | None:
+    """auto (None: the submit spec decides by the master), true or false; anything else is a one-line ValueError."""
+    value = (text or "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{where}: {text!r} is not auto, true or false")
 
 
 @dataclass(frozen=True)
@@ -103,6 +160,8 @@ class Settings:
     jars_dir: Path = field(default_factory=default_jars_dir)
     s3: S3Settings = field(default_factory=S3Settings)
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # whether the S3A jars of jars_dir go with the job; None: auto (nexgen_etl.spark.jars.ships_s3a_jars)
+    ship_s3a_jars: bool | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -123,6 +182,7 @@ class Settings:
             jars_dir=Path(env["NEXGEN_JARS_DIR"]) if env.get("NEXGEN_JARS_DIR") else default_jars_dir(),
             s3=s3,
             spark_conf=spark_conf_from_json(env.get("NEXGEN_SPARK_CONF"), "NEXGEN_SPARK_CONF"),
+            ship_s3a_jars=ship_s3a_jars_from(env.get("NEXGEN_SHIP_S3A_JARS")),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nexgen_etl.core.settings import PROJECT_ROOT, Settings
+from nexgen_etl.core.settings import PROJECT_ROOT, REDACTION_REGEX, Settings
 from nexgen_etl.spark.jars import LOCAL_FS_JAR, pyspark_home, resolved_jars
 from nexgen_etl.spark.local.class_archive import archive_options
 from nexgen_etl.spark.local.jvm import compiler_directives_options, local_class_path, local_conf
@@ -29,8 +29,6 @@ def credentials_provider(master: str, env: dict[str, str] | None = None) -> str:
     if env.get("NEXGEN_S3A_CREDENTIALS_PROVIDER"):
         return env["NEXGEN_S3A_CREDENTIALS_PROVIDER"]
     return ENV_CREDENTIALS_PROVIDER if master.startswith(("local", "spark://")) else DEFAULT_CHAIN_PROVIDER
-# Spark's default (secret|password|token|access[.]key) plus the environment-variable spellings (ACCESS_KEY_ID)
-REDACTION_REGEX = r"(?i)secret|password|token|access[._]?key"
 
 
 def transform_script() -> str:
@@ -153,7 +151,9 @@ def input_bytes(objects) -> int:
 def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batch_bytes: int | None = None
                 ) -> SubmitSpec:
     """How to submit the transform; with batch_bytes (the plan's input) the JIT, shuffle partitions and driver
-    memory are sized to it (sized_conf)."""
+    memory are sized to it (sized_conf). The team's conf (`Settings.spark_conf`: NEXGEN_SPARK_CONF, and in Airflow
+    the Variables over it) is merged last, over the product's; its spark.driver.memory is the driver memory. The jars
+    are nexgen_etl.spark.jars.resolved_jars: the S3A ones only where ships_s3a_jars."""
     local = settings.spark_master.startswith("local")
     sizing = sized_conf(batch_bytes)
     jars: list[str] = []  # a local driver has them on its class path
@@ -201,6 +201,7 @@ def submit_spec(settings: Settings, app_name: str = "nexgen-etl-transform", batc
         # the driver and (same-host) executors use this interpreter, which has nexgen_etl installed
         conf.setdefault("spark.pyspark.python", sys.executable)
         conf.setdefault("spark.pyspark.driver.python", sys.executable)
+    # spark-submit's --driver-memory beats a --conf spark.driver.memory: the team's value goes into both
+    driver_memory = settings.spark_conf.get("spark.driver.memory") or sizing.driver_memory
     return SubmitSpec(master=settings.spark_master, application=transform_script(), conf=conf,
-                      jars=[j for j in jars if Path(j).name != LOCAL_FS_JAR], driver_memory=sizing.driver_memory,
-                      env=env)
+                      jars=[j for j in jars if Path(j).name != LOCAL_FS_JAR], driver_memory=driver_memory, env=env)

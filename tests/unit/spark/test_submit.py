@@ -223,13 +223,77 @@ def test_the_credentials_provider_follows_the_master(master, env, expected):
 
 
 def test_a_teams_spark_conf_from_the_environment_is_merged_over_the_products(monkeypatch):
-    """Catches: NEXGEN_SPARK_CONF read by nothing (the settings had the field, nothing filled it)."""
-    monkeypatch.setenv("NEXGEN_SPARK_CONF", '{"spark.sql.shuffle.partitions": "64", "spark.executor.cores": 4}')
+    """Catches: NEXGEN_SPARK_CONF read by nothing (the settings had the field, nothing filled it), and a team's
+    spark.driver.memory lost to the sized one (spark-submit's --driver-memory beats --conf spark.driver.memory; tried:
+    submit_spec's driver memory taken from the sizing alone)."""
+    monkeypatch.setenv("NEXGEN_SPARK_CONF", '{"spark.sql.shuffle.partitions": "64", "spark.executor.cores": "4", '
+                                            '"spark.driver.memory": "3g"}')
     spec = submit_spec(Settings.from_env(spark_master="yarn"), batch_bytes=MB)
     assert spec.conf["spark.sql.shuffle.partitions"] == "64" and spec.conf["spark.executor.cores"] == "4"
+    argv = spec.argv([])
+    assert argv[argv.index("--driver-memory") + 1] == "3g" == spec.conf["spark.driver.memory"]
     monkeypatch.setenv("NEXGEN_SPARK_CONF", '{"not.spark": "1"}')
-    with pytest.raises(ValueError, match="NEXGEN_SPARK_CONF: must be a JSON object of Spark properties"):
+    with pytest.raises(ValueError, match="NEXGEN_SPARK_CONF: 'not.spark' is not a Spark property"):
         Settings.from_env()
     monkeypatch.setenv("NEXGEN_SPARK_CONF", "{oops")
     with pytest.raises(ValueError, match="NEXGEN_SPARK_CONF: not valid JSON"):
         Settings.from_env()
+
+
+# -- the S3A jars: shipped unless the cluster brings its own ----------------------------------------------------------
+
+S3A_JARS = ["aws-java-sdk-bundle-1.12.262.jar", "hadoop-aws-3.3.4.jar", "wildfly-openssl-1.0.7.Final.jar"]
+
+
+def shipped(spec) -> list[str]:
+    """The jar names of --jars in the spec's argv (what spark-submit ships to the cluster)."""
+    argv = spec.argv([])
+    return [j.rsplit("/", 1)[-1] for j in argv[argv.index("--jars") + 1].split(",")] if "--jars" in argv else []
+
+
+@pytest.mark.parametrize(("master", "setting", "s3a"), [
+    pytest.param("spark://h:7077", None, True, id="standalone-auto"),
+    pytest.param("k8s://https://api:6443", None, True, id="k8s-auto"),
+    pytest.param("yarn", None, False, id="yarn-auto"),
+    pytest.param("yarn://rm.example:8032", None, False, id="yarn-host-auto"),
+    pytest.param("yarn", True, True, id="yarn-true"),
+    pytest.param("spark://h:7077", False, False, id="standalone-false"),
+    pytest.param("k8s://https://api:6443", False, False, id="k8s-false"),
+])
+def test_the_s3a_jars_go_with_the_job_unless_the_cluster_brings_its_own(tmp_path, master, setting, s3a):
+    """--jars has hadoop-aws and what Maven resolved with it (the AWS SDK bundle, wildfly-openssl) only when they are
+    shipped: NEXGEN_SHIP_S3A_JARS=true|false, or auto (every master but YARN); the window kernel's jar always.
+    Catches: the setting ignored (tried: resolved_jars without the ships_s3a_jars filter fails the false and
+    yarn-auto cases), auto shipping to YARN (tried: `return True`), and the kernel jar dropped with S3A's (tried:
+    filtering on PROJECT_JARS = (LOCAL_FS_JAR,) fails every false case)."""
+    jars_in(tmp_path)
+    (tmp_path / S3A_JARS[2]).write_bytes(b"")
+    spec = submit_spec(Settings.from_env(spark_master=master, jars_dir=tmp_path, ship_s3a_jars=setting))
+    assert shipped(spec) == (sorted([*S3A_JARS, KERNEL_JAR]) if s3a else [KERNEL_JAR])
+    if not s3a:  # nowhere in the command: not in --jars, --packages or a class path of the conf
+        assert not [a for a in spec.argv([]) if any(n in a for n in ("hadoop-aws-", "aws-java-sdk-", "wildfly-"))]
+
+
+def test_without_shipping_the_s3a_jars_setup_needs_only_the_projects_own(tmp_path):
+    """A deployment for a cluster with its own S3A need not resolve hadoop-aws; the kernel jar stays required."""
+    (tmp_path / LOCAL_FS_JAR).write_bytes(b"")
+    (tmp_path / KERNEL_JAR).write_bytes(b"")
+    spec = submit_spec(Settings.from_env(spark_master="yarn", jars_dir=tmp_path))
+    assert shipped(spec) == [KERNEL_JAR]
+    with pytest.raises(FileNotFoundError, match=r"no hadoop-aws jar .*make jars.*NEXGEN_SHIP_S3A_JARS=false"):
+        submit_spec(Settings.from_env(spark_master="yarn", jars_dir=tmp_path, ship_s3a_jars=True))
+    (tmp_path / KERNEL_JAR).unlink()
+    with pytest.raises(FileNotFoundError, match=r"nexgen-spark\.jar.*make jars"):
+        submit_spec(Settings.from_env(spark_master="yarn", jars_dir=tmp_path))
+
+
+def test_a_local_driver_without_the_s3a_jars_has_only_the_projects_on_its_class_path(tmp_path):
+    """false applies to a local master too (its Spark is then trusted to have S3A); auto keeps them there."""
+    jars_in(tmp_path)
+    auto = submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path))
+    assert auto.conf["spark.driver.extraClassPath"] == class_path(tmp_path)
+    own = submit_spec(Settings.from_env(spark_master="local[2]", jars_dir=tmp_path, ship_s3a_jars=False))
+    path = own.conf["spark.driver.extraClassPath"].split(":")
+    assert [p.rsplit("/", 1)[-1] for p in path] == [LOCAL_FS_JAR, "commons-compiler-3.1.9.jar", "janino-3.1.9.jar",
+                                                    KERNEL_JAR]
+    assert own.jars == []
