@@ -89,6 +89,7 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
 
     def execute(self, context):
         from nexgen_etl.airflow.tasks import airflow_pipeline
+        from nexgen_etl.run.scratch import local_scratch, scratch_dir
         from nexgen_etl.spark.submit import input_bytes, submit_spec
 
         batch_id = context["ti"].xcom_pull(task_ids=self.extract_task_id)["batch_id"]
@@ -108,5 +109,10 @@ class NexgenSparkSubmitOperator(SparkSubmitOperator):
             self.env_vars = {**spec.env, **credentials_from_connection(self.aws_conn_id).as_env()}
         else:
             self.log.info("master %s: AWS credentials come from the cluster's IAM identity, not env_vars", master)
-        with pipeline.reports.timed(batch_id, "transform"):  # its wall time, for the run report
+        # a local driver's temporary folders in a scratch folder of this try, removed when it ends (and by the next
+        # submit on this host when the worker was killed), as the CLI's transform does
+        with scratch_dir() as scratch, pipeline.reports.timed(batch_id, "transform"):  # its time, for the report
+            local_conf, local_env = local_scratch(master, self.conf, scratch)
+            self.conf = {**self.conf, **local_conf}
+            self.env_vars = {**self.env_vars, **local_env}
             return super().execute(context)

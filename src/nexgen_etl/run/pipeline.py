@@ -31,7 +31,7 @@ from nexgen_etl.run.lease import Lease, cli_owner
 from nexgen_etl.run.operations import StateOperations
 from nexgen_etl.run.processes import die_with_parent
 from nexgen_etl.run.reporting import RunReports, Stopwatch
-from nexgen_etl.run.scratch import scratch_dir
+from nexgen_etl.run.scratch import local_scratch, scratch_dir
 from nexgen_etl.run.spark_output import relay_spark_output
 from nexgen_etl.spark.jars import spark_submit_binary
 from nexgen_etl.spark.submit import input_bytes, submit_spec
@@ -165,11 +165,10 @@ class Pipeline:
             spec = dataclasses.replace(spec, conf={**spec.conf, "spark.ui.showConsoleProgress": "true"})
         with scratch_dir() as scratch, self.reports.timed(plan.batch_id, "transform") as watch:
             # a local driver's temporary folders in this submit's scratch folder, unless the settings name one
-            local = ({"spark.local.dir": str(scratch)} if self.settings.spark_master.startswith("local")
-                     and "spark.local.dir" not in spec.conf else {})
-            spec = dataclasses.replace(spec, conf={**spec.conf, **local})
+            local_conf, local_env = local_scratch(self.settings.spark_master, spec.conf, scratch)
+            spec = dataclasses.replace(spec, conf={**spec.conf, **local_conf})
             argv = spec.argv(["--plan", self.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
-            env = {**os.environ, **spec.env, **({"SPARK_LOCAL_DIRS": str(scratch)} if local else {})}
+            env = {**os.environ, **spec.env, **local_env}
             if credentials is not None:
                 env.update(credentials.as_env())
             log.info("transform: %s", " ".join(argv[:3] + ["…", spec.application]))

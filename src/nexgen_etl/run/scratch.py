@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from nexgen_etl.run.processes import process_alive
@@ -36,6 +36,14 @@ def sweep_stale(root: Path) -> list[Path]:
     if removed:
         log.info("transform: removed %d scratch folder(s) of killed runs under %s", len(removed), root)
     return removed
+
+
+def local_scratch(master: str, conf: Mapping[str, str], scratch: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The conf and the environment that put a local driver's temporary folders into the scratch folder: none for a
+    cluster master (its executors have their own disks), nor when the conf names `spark.local.dir` itself."""
+    if not master.startswith("local") or "spark.local.dir" in conf:
+        return {}, {}
+    return {"spark.local.dir": str(scratch)}, {"SPARK_LOCAL_DIRS": str(scratch)}
 
 
 @contextlib.contextmanager

@@ -158,17 +158,20 @@ def expected_spec(p, batch, master: str):
     pytest.param({"conn_type": "spark", "host": "yarn"}, "yarn", False, id="yarn"),
     pytest.param(None, "yarn", False, id="no-connection"),
 ])
-def test_transform_runs_the_spark_submit_of_the_submit_spec(frozen_batch, launch, monkeypatch, connection, master,
-                                                            creds):
+def test_transform_runs_the_spark_submit_of_the_submit_spec(frozen_batch, launch, monkeypatch, tmp_path, connection,
+                                                            master, creds):
     """The command the provider's hook would run: the connection's master (as the hook resolves it, which
     spark_master must agree with), the driver memory as --conf spark.driver.memory (no --driver-memory: catches
     `self._driver_memory = ...` back in execute, tried), every --conf of the spec, the application, and --plan with
     extract's plan URI from the rendered template. The AWS keys go into the process environment for local and
-    standalone masters only, and never into argv; the transform's time is recorded for the run report.
+    standalone masters only, and never into argv; the transform's time is recorded for the run report. A local
+    driver's temporary folders go to a scratch folder of the try, gone when it ends (catches the operator leaving
+    them in Spark's default /tmp, where a killed worker's shuffle files stay: tried).
     """
     from nexgen_etl.airflow.operator import spark_master
 
     p, batch = frozen_batch
+    monkeypatch.setenv("NEXGEN_SCRATCH_DIR", str(tmp_path / "scratch"))
     if connection is None:
         monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
     else:
@@ -182,7 +185,12 @@ def test_transform_runs_the_spark_submit_of_the_submit_spec(frozen_batch, launch
     assert argv[argv.index("--master") + 1] == master
     assert "--driver-memory" not in argv
     conf = conf_of(argv)
+    scratch = conf.pop("spark.local.dir", None)
     assert conf == {**spec.conf, "spark.driver.memory": spec.driver_memory}
+    assert (scratch is not None) == master.startswith("local")
+    if scratch is not None:
+        assert Path(scratch).parent == tmp_path / "scratch" and env["SPARK_LOCAL_DIRS"] == scratch
+        assert not Path(scratch).exists()  # removed when the try ended
     assert argv[-3:] == [spec.application, "--plan", batch["plan_uri"]]
     assert op.application_args == ["--plan", p.plan_uri(batch["batch_id"])]
     assert ("--jars" in argv) == bool(spec.jars)
