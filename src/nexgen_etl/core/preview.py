@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from nexgen_etl.core.contract import PERIODS, Contract, CsvDialect
 from nexgen_etl.core.contract import Column as ContractColumn
-from nexgen_etl.core.contract import Contract, CsvDialect
 from nexgen_etl.core.headers import HEAD_BYTES, inspect_header
 
 DEFAULT_ROWS = 20
 EPOCH_FORMATS = {"epoch_s": 1, "epoch_ms": 1000}  # whole numbers since 1970-01-01 UTC: per second
-PERIODS = ("hour", "day", "week", "month", "quarter", "year")
 # pattern letter → what it reads; a pattern with any other letter (or an optional section) is not previewed
 PATTERN_LETTERS = {"y": "year", "M": "month", "d": "day", "H": "hour", "m": "minute", "s": "second",
                    "S": "fraction of a second", "X": "UTC offset"}

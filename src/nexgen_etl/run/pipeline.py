@@ -6,6 +6,7 @@ PySpark: the transform is a spark-submit of the job (nexgen_etl.spark.job) in a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -231,7 +232,7 @@ class Pipeline:
         if not found.new:
             log.info("nothing new above the watermark (%s); nothing to do", wm.mark)
             return {"status": "nothing_new", "listed": found.listed}
-        try:
+        with self._lease_given_back_on_failure():
             plan = self.extract(found.new, wm.version, found.timing)
             if transform is None:
                 self.transform(plan, credentials)
@@ -240,31 +241,30 @@ class Pipeline:
                     transform(plan)
             manifest = self.load(plan)
             self.commit(plan, manifest)
+        return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
+                "totals": manifest.totals}
+
+    @contextlib.contextmanager
+    def _lease_given_back_on_failure(self) -> Iterator[None]:
+        """A failed pass gives the lease back (every step is safe to redo); a killed one leaves it to expire."""
+        try:
+            yield
         except BaseException:
-            # a failed pass gives the lease back (every step is safe to redo); a killed one leaves it to expire
             try:
                 self.lease.release()
             except Exception as exc:  # noqa: BLE001 - the original failure matters more
                 log.warning("could not release the lease after a failure: %s", exc)
             raise
-        return {"status": "committed", "batch_id": plan.batch_id, "deferred": found.deferred,
-                "totals": manifest.totals}
 
     def approve_batch(self, batch_id: str) -> dict:
         """`nexgen-etl batch approve`: mark the held batch approved, then publish it as it is staged and commit it
         (a pass would do the same after transforming it again)."""
         self.gates.approve(batch_id)
         self.lease.acquire()
-        try:
+        with self._lease_given_back_on_failure():
             plan = self.read_plan(batch_id)
             manifest = self.load(plan)
             wm = self.commit(plan, manifest)
-        except BaseException:
-            try:
-                self.lease.release()
-            except Exception as exc:  # noqa: BLE001 - the original failure matters more
-                log.warning("could not release the lease after a failure: %s", exc)
-            raise
         return {"status": "committed", "batch_id": batch_id, "state_version": wm.version, "totals": manifest.totals}
 
     def apply_operation(self, op: str, to_batch: str | None = None, key: str | None = None,
