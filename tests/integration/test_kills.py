@@ -112,6 +112,15 @@ def test_cli_dying_at_a_step_then_a_new_run_equals_a_clean_run(world, point) -> 
     _then_a_new_run(world, out, scratch, proc.pid)
 
 
+def _staged_parquet(out: Path) -> bool:
+    """Whether a Parquet file is in the staging folder yet. Spark creates and removes its `_temporary` folders while
+    this looks: a folder gone between listing and descending means "not yet", not an error."""
+    try:
+        return any((out / layout.STAGING_PREFIX).rglob("*.parquet"))
+    except FileNotFoundError:
+        return False
+
+
 def _wait_for(predicate, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -128,7 +137,7 @@ def test_sigkill_of_the_cli_mid_transform_kills_its_driver_too(world) -> None:
     signal makes that certain rather than incidental."""
     out, scratch = world["root"] / "out-sigkill-cli", world["root"] / "scratch-sigkill-cli"
     proc = _run(world["raw"], out, scratch)
-    _wait_for(lambda: any((out / layout.STAGING_PREFIX).rglob("*.parquet")) if out.exists() else False)
+    _wait_for(lambda: _staged_parquet(out))
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert children, "no spark-submit child to check"
     os.kill(proc.pid, signal.SIGKILL)
@@ -145,7 +154,7 @@ def test_sigkill_of_the_spark_driver_fails_the_run_cleanly(world) -> None:
     folder; a new run equals a clean run."""
     out, scratch = world["root"] / "out-sigkill-jvm", world["root"] / "scratch-sigkill-jvm"
     proc = _run(world["raw"], out, scratch)
-    _wait_for(lambda: any((out / layout.STAGING_PREFIX).rglob("*.parquet")) if out.exists() else False)
+    _wait_for(lambda: _staged_parquet(out))
     java = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "java"], capture_output=True, text=True).stdout.split()
     driver = java[0] if java else subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                                  text=True).stdout.split()[0]
