@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nexgen_etl.core import layout
 from nexgen_etl.core.publish import read_catalog
 from nexgen_etl.core.storage import S3Store
 from nexgen_etl.dev.local_services import airflow_env, create_buckets
@@ -101,7 +102,8 @@ def test_failed_load_is_retried_by_airflow_and_publishes_once(dag_runs):
     assert len(cat.batches) == 1 and len(list(store.list("_manifests/"))) == 1
     live = set(cat.files("features"))
     on_disk = {o.key for o in store.list("features/") if o.key.endswith(".parquet")}
-    assert on_disk == live and len(live) == 10
+    view = {layout.view_file("features", p, i) for p, fs in cat.datasets["features"].items() for i in range(len(fs))}
+    assert on_disk == view and len(live) == 10  # the plain view holds the live files, nothing stale beside them
     import io
     import json
 

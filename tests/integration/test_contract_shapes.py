@@ -29,6 +29,7 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
+from nexgen_etl.core import layout
 from nexgen_etl.core.contract import load_contract
 from nexgen_etl.core.publish import read_catalog, read_manifest
 from nexgen_etl.core.settings import Settings
@@ -98,7 +99,7 @@ def read_arrow(out: Path, dataset: str) -> pd.DataFrame:
     """The live files (as the catalog lists them), with hive partitioning."""
     files = [str(out / f) for f in read_catalog(LocalStore(out)).files(dataset)]
     return ds.dataset(files, format="parquet", partitioning="hive",
-                      partition_base_dir=str(out / dataset)).to_table().to_pandas()
+                      partition_base_dir=str(out / layout.published_dir(dataset))).to_table().to_pandas()
 
 
 def features(out: Path) -> pd.DataFrame:

@@ -156,7 +156,7 @@ def steps_with_step_retry(p: Pipeline, spark):
 # Every fault point retried as Airflow does (the same step again, same plan); the points where a whole new run
 # takes a different path (a new discover, a transform that finds its batch published, a publish that finds
 # leftovers) are also retried as a new run.
-NEW_RUN_POINTS = ("discover.after_lease", "transform.between_writes", "load.mid_copy", "load.after_catalog",
+NEW_RUN_POINTS = ("discover.after_lease", "transform.between_writes", "load.mid_copy", "load.after_catalog", "load.mid_view",
                   "commit.before_write")
 CASES = [pytest.param(p, "step-retry", id=f"{p}-step-retry") for p in POINTS] + [
     pytest.param(p, "new-run", id=f"{p}-new-run") for p in NEW_RUN_POINTS]

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -185,3 +188,50 @@ def test_two_runs_started_at_once_exactly_one_processes(world) -> None:
     code, text = refused[0]
     assert code != 0 and "nexgen-etl state unlock" in text, text[-1500:]
     _assert_equals_clean_run(world, out)
+
+
+def _features_keys(out: Path) -> list[tuple]:
+    """(store, sku, day) of every row a plain reader of `features/` sees."""
+    keys = []
+    for p in (out / "features").rglob("*.parquet"):
+        t = pq.read_table(p, columns=["store_id", "sku"]).to_pylist()
+        keys += [(r["store_id"], r["sku"], p.parent.name) for r in t]
+    return keys
+
+
+def test_sigkill_in_the_middle_of_the_plain_view_leaves_no_key_twice(world) -> None:
+    """A correction of one day published by a CLI that dies after the first partition of the plain view was replaced
+    (after the catalog PUT): a reader of `features/` sees each (store, sku, day) exactly once, some days already
+    corrected and some not; a new run finishes the view and equals a clean run over the corrected files.
+
+    Catches: the view's new files added beside the old ones and the old deleted afterwards (tried: with a batch's
+    names in the view, the killed run left the corrected days twice), and a new run that does not finish what the
+    dead one left pending (the final comparison of prefix rows)."""
+    root = world["root"]
+    raw, out, scratch = root / "raw-corrected", root / "out-mid-view", root / "scratch-mid-view"
+    shutil.copytree(world["raw"], raw)
+    code, text = _finish(_run(raw, out, scratch))
+    assert code == 0, text
+    before = Counter(_features_keys(out))
+    day2 = raw / "sales/2024/01/02/sales_2024-01-02.csv"
+    lines = day2.read_text().splitlines()
+    day2.write_text("\n".join([lines[0], *[re.sub(r"^([^,]*,[^,]*,[^,]*,)(\d+),", lambda m: f"{m[1]}{int(m[2]) + 7},",
+                                                   line) for line in lines[1:]]]) + "\n")
+    proc = _run(raw, out, scratch, fault="load.mid_view:kill")
+    code, text = _finish(proc)
+    assert code == 137, text[-3000:]
+    after = Counter(_features_keys(out))
+    assert after == before and set(after.values()) == {1}  # each key once, no day lost
+    pending = list((out / layout.VIEW_PENDING_PREFIX).glob("*.json"))
+    assert len(pending) == 1
+    code, text = _finish(_run(raw, out, scratch))
+    assert code == 0 and f"its process {proc.pid} on this host is gone" in text, text[-3000:]
+    ref = root / "ref-corrected"
+    code, text = _finish(_run(raw, ref, root / "scratch-ref-corrected"))
+    assert code == 0, text
+    for ds in ("features", "clean", "quarantine"):
+        pd.testing.assert_frame_equal(_dataset(out, ds), _dataset(ref, ds), check_like=True)
+        assert _prefix_rows(out, ds) == _prefix_rows(ref, ds), ds
+    assert len(Catalog.from_json((out / layout.CATALOG_KEY).read_text()).batches) == 2
+    assert not list((out / layout.VIEW_PENDING_PREFIX).glob("*.json"))
+    assert _state(out)["lease"] is None

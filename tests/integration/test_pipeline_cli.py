@@ -137,7 +137,7 @@ def test_published_schemas_name_every_column_and_the_partition_as_a_string(scena
     clean = {f["name"]: f["type"] for f in json.loads(store.get_bytes("clean/_schema.json"))["fields"]}
     assert clean["period_date"] == "string" and clean["_source_lm"] == "timestamp"
     # what the folders hold: the date as yyyy-MM-dd
-    assert any(f.startswith("features/period_date=2024-02-18/") for f in read_catalog(store).files("features"))
+    assert any(f.startswith("_published/features/period_date=2024-02-18/") for f in read_catalog(store).files("features"))
 
 
 def test_one_row_per_entity_and_day(scenario):

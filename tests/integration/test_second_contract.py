@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 import pytest
 
 import nexgen_etl.core.contract as contract_module
+from nexgen_etl.core import layout
 from nexgen_etl.core.contract import load_contract
 from nexgen_etl.core.publish import read_catalog, read_manifest
 from nexgen_etl.core.settings import Settings
@@ -168,7 +169,7 @@ def utc_naive(s: pd.Series) -> pd.Series:
 def read_arrow(out: Path, dataset: str) -> pd.DataFrame:
     """The live files (as the catalog lists them) through pyarrow.dataset with hive partitioning."""
     d = ds.dataset(live_files(out, dataset), format="parquet", partitioning="hive",
-                   partition_base_dir=str(out / dataset))
+                   partition_base_dir=str(out / layout.published_dir(dataset)))
     df = d.to_table().to_pandas()
     for c in ("ts", "_source_lm"):
         if c in df.columns:
@@ -407,7 +408,9 @@ def test_readable_by_pyarrow_duckdb_and_spark(world):
     files = live_files(out, "features")
     assert files and all(Path(f).is_file() for f in files)
     on_disk = sorted(str(p) for p in (out / "features").rglob("*.parquet"))
-    assert sorted(files) == on_disk  # nothing stale left beside the live files
+    parts = read_catalog(LocalStore(out)).datasets["features"]
+    assert on_disk == sorted(str(out / layout.view_file("features", p, i)) for p, fs in parts.items()
+                             for i in range(len(fs)))  # the plain view: the live files, nothing stale beside them
 
     # pyarrow.dataset, hive partitioning
     pa_df = features(out)
@@ -430,7 +433,7 @@ def test_readable_by_pyarrow_duckdb_and_spark(world):
     # Spark
     spark = world["spark"]
     store = LocalStore(out)
-    sdf = spark.read.option("basePath", store.spark_uri("features/")).parquet(
+    sdf = spark.read.option("basePath", store.spark_uri(layout.published_dir("features"))).parquet(
         *[store.spark_uri(f) for f in read_catalog(store).files("features")])
     assert sdf.count() == 89
     assert sdf.groupBy("site", "sensor", "ts").count().where("count > 1").count() == 0

@@ -17,6 +17,7 @@ POINTS = (
     "load.mid_copy",
     "load.after_manifest",
     "load.after_catalog",
+    "load.mid_view",
     "commit.before_write",
 )
 

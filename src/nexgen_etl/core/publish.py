@@ -1,8 +1,22 @@
-"""Publishing: make a batch's staged output visible all at once (catalog PUT), never twice; write its manifest."""
+"""Publishing: make a batch's staged output visible all at once (catalog PUT), never twice; write its manifest;
+then bring the plain view (what a reader of a dataset's prefix sees) to the new catalog, partition by partition.
+
+Two kinds of readers, two copies of each live file:
+* `_published/<dataset>/…` holds the files the catalog lists, under names of their batch, never overwritten. A reader
+  of `_catalog.json` sees whole batches: before the PUT the new files are not listed, after it all are.
+* `<dataset>/<partition>/part-NNNNN.snappy.parquet` is the plain view: each partition's live files under names that
+  are the same for every batch, replaced in place after the PUT. A partition is one file (the job writes one per
+  partition value), so its replacement is one PUT: a reader of the prefix sees the old file or the new one. A
+  (key, period) lives in one partition, so such a reader never sees two versions of it, also while a publish runs
+  and after a publisher died halfway; what it can see then is a partition that is still the previous batch's,
+  until the next publish brings the view up (the partitions still to do are kept in `_views_pending/`).
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from nexgen_etl import __version__
@@ -13,6 +27,9 @@ from nexgen_etl.core.faults import maybe_fail
 from nexgen_etl.core.layout import CATALOG_KEY, DATASETS, PARTITION_OF
 from nexgen_etl.core.results import Manifest, StagedResult, totals
 from nexgen_etl.core.storage import ObjectStore, PreconditionFailed
+
+# copies and deletes in flight at once while publishing (boto3 clients are thread-safe; S3 serves them in parallel)
+PUBLISH_THREADS = 8
 
 
 class StaleCatalogError(RuntimeError):
@@ -51,19 +68,23 @@ def _staged_files(store: ObjectStore, batch_id: str, dataset: str) -> dict[str, 
 
 
 def publish_batch(store: ObjectStore, plan: BatchPlan) -> Manifest:
-    """Copy staged files to their final names, write the manifest, then replace the catalog in one PUT.
+    """Copy staged files to their catalog names, write the manifest, replace the catalog in one PUT, then bring the
+    plain view up to it and clean up.
 
-    Safe to repeat after a crash at any point: final names are deterministic per batch, and a batch already in
-    the catalog only has its leftovers cleaned up.
+    Safe to repeat after a crash at any point: catalog names are deterministic per batch, a batch already in the
+    catalog only has its view and leftovers finished, and what a dead publisher left undone is recorded in
+    `_views_pending/` before its first copy, so that any later publish finishes it.
     """
     catalog, catalog_etag = read_catalog_versioned(store)
     batch_id = plan.batch_id
     if batch_id in catalog.batches:
         manifest = read_manifest(store, batch_id) or Manifest(batch_id)
-        _cleanup(store, batch_id, catalog, manifest.outputs)
+        _finish(store, batch_id, catalog, manifest.outputs)
         return manifest.with_publish("already_published")
     result = _staged_result(store, batch_id, catalog)
-    replaced = _copy_to_final_names(store, batch_id, result, catalog)
+    replaced, copies = _final_names(store, batch_id, result, catalog)
+    store.put_bytes(layout.view_pending_key(batch_id), json.dumps(replaced, sort_keys=True).encode())
+    _copy(store, copies)
     sources = {k: {**v, "batch": batch_id} for k, v in result.sources.items()}
     new_catalog = catalog.with_batch(batch_id, replaced, sources, result.schemas)
     manifest = Manifest(
@@ -90,7 +111,7 @@ def publish_batch(store: ObjectStore, plan: BatchPlan) -> Manifest:
     except PreconditionFailed:
         raise StaleCatalogError(f"batch {batch_id}: another batch published while this one was publishing") from None
     maybe_fail("load.after_catalog")
-    _cleanup(store, batch_id, new_catalog, replaced)
+    _finish(store, batch_id, new_catalog, replaced)
     return manifest.with_publish("published")
 
 
@@ -107,27 +128,88 @@ def _staged_result(store: ObjectStore, batch_id: str, catalog: Catalog) -> Stage
     return result
 
 
-def _copy_to_final_names(store: ObjectStore, batch_id: str, result: StagedResult,
-                         catalog: Catalog) -> dict[str, dict[str, list[str]]]:
-    """dataset → partition → the batch's final file names, for every partition it replaces (empty: dropped)."""
+def _final_names(store: ObjectStore, batch_id: str, result: StagedResult,
+                 catalog: Catalog) -> tuple[dict[str, dict[str, list[str]]], list[tuple[str, str]]]:
+    """dataset → partition → the batch's catalog file names, for every partition it replaces (empty: dropped); and
+    the (staged, catalog name) copies that make them."""
     replaced: dict[str, dict[str, list[str]]] = {}
+    copies: list[tuple[str, str]] = []
     for ds in DATASETS:
         staged = _staged_files(store, batch_id, ds)
         replaced[ds] = {}
         for part in result.affected_partitions(ds, catalog.partitions(ds), list(staged)):
-            finals = []
-            for i, src in enumerate(staged.get(part, [])):
-                dst = layout.published_file(ds, part, batch_id, i)
-                store.copy(src, dst)
-                finals.append(dst)
-                if ds == "features" and len(finals) == 1:
-                    maybe_fail("load.mid_copy")
-            replaced[ds][part] = finals
-    return replaced
+            pairs = [(src, layout.published_file(ds, part, batch_id, i)) for i, src in enumerate(staged.get(part, []))]
+            copies += pairs
+            replaced[ds][part] = [dst for _, dst in pairs]
+    return replaced, copies
 
 
-def _cleanup(store: ObjectStore, batch_id: str, catalog: Catalog, touched: dict[str, dict[str, list[str]]]) -> None:
-    """Delete what the catalog no longer lists in the partitions this batch touched (superseded files, and
+def _copy(store: ObjectStore, copies: list[tuple[str, str]]) -> None:
+    """The copies, PUBLISH_THREADS at a time; the fault point load.mid_copy after the first one."""
+    if not copies:
+        return
+    store.copy(*copies[0])
+    maybe_fail("load.mid_copy")
+    _in_parallel(lambda pair: store.copy(*pair), copies[1:])
+
+
+def _in_parallel(fn, items: list) -> None:
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(min(PUBLISH_THREADS, len(items))) as pool:
+        for f in [pool.submit(fn, item) for item in items]:
+            f.result()
+
+
+def _finish(store: ObjectStore, batch_id: str, catalog: Catalog, touched: dict[str, dict[str, list[str]]]) -> None:
+    """After the catalog PUT (or on finding the batch already in the catalog): the plain view of every partition
+    this batch or an unfinished earlier publish touched brought to the catalog, the files the catalog no longer
+    lists deleted there, the batch's staging folder removed, and only then the pending records. Safe to repeat."""
+    pending = [o.key for o in store.list(layout.VIEW_PENDING_PREFIX)]
+    parts = {ds: set(p) for ds, p in touched.items()}
+    for key in pending:
+        for ds, p in json.loads(store.get_bytes(key)).items():
+            parts.setdefault(ds, set()).update(p)
+    sync_view(store, catalog, {ds: sorted(p) for ds, p in parts.items()})
+    _cleanup(store, batch_id, catalog, parts)
+    store.delete(pending)
+
+
+def sync_view(store: ObjectStore, catalog: Catalog, partitions: dict[str, list[str]]) -> int:
+    """Make the plain view of the given partitions hold exactly the catalog's live files; the partitions replaced.
+
+    Per partition, in this order: the view's files but the first removed, the first replaced by the catalog's
+    first file (one PUT), then its other files added. A reader of the prefix sees, at any moment, a part of the old
+    version or a part of the new one, never both; with one file per partition (the job's output), the old or the
+    new. A partition whose catalog files are not under `_published/` (a bucket published by an earlier version,
+    where the catalog's files were the view) is left as it is until a batch replaces it."""
+    jobs = []
+    for ds, parts in partitions.items():
+        live = catalog.datasets.get(ds, {})
+        for part in parts:
+            files = live.get(part, [])
+            if any(not f.startswith(layout.PUBLISHED_PREFIX) for f in files):
+                continue
+            jobs.append((ds, part, files))
+    if jobs:
+        _replace_view_partition(store, *jobs[0])
+        maybe_fail("load.mid_view")
+        _in_parallel(lambda job: _replace_view_partition(store, *job), jobs[1:])
+    return len(jobs)
+
+
+def _replace_view_partition(store: ObjectStore, ds: str, part: str, files: list[str]) -> None:
+    names = [layout.view_file(ds, part, i) for i in range(len(files))]
+    first = names[0] if names else None
+    store.delete([o.key for o in store.list(layout.view_dir(ds, part)) if o.key != first])
+    for src, dst in zip(files, names):
+        store.copy(src, dst)
+
+
+def _cleanup(store: ObjectStore, batch_id: str, catalog: Catalog, touched: dict[str, set[str] | list[str]]) -> None:
+    """Delete what the catalog no longer lists in the touched partitions' catalog folders (superseded files, and
     leftovers of an interrupted publish), then the batch's staging folder. Safe to repeat."""
     garbage = []
     for ds, parts in touched.items():

@@ -359,7 +359,11 @@ class BatchJob:
         """Published clean files (catalog keys), with the partition column; None when there are none."""
         if not files:
             return None
-        df = self.spark.read.option("basePath", self.uri("clean/")).parquet(*[self.uri(f) for f in files])
+        by_base: dict[str, list[str]] = {}  # the catalog's folder; a bucket published by an earlier version has two
+        for f in files:
+            by_base.setdefault(f[:f.index(f"{PARTITION_COLUMN}=")], []).append(self.uri(f))
+        df = reduce(DataFrame.unionByName, [self.spark.read.option("basePath", self.uri(base)).parquet(*paths)
+                                            for base, paths in sorted(by_base.items())])
         return df.withColumn(PARTITION_COLUMN, F.col(PARTITION_COLUMN).cast("date"))  # a date, as in the job
 
     def read_clean_history(self, catalog: Catalog, spans: list[Span]) -> DataFrame | None:

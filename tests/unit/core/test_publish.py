@@ -1,4 +1,5 @@
-"""Publishing a staged batch on a local folder (no JVM: the staged files are stand-ins; publish only copies them)."""
+"""Publishing a staged batch on a local folder (no JVM: the staged files are stand-ins that name their batch, day and
+index; publish only copies them)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nexgen_etl.core import layout
+from nexgen_etl.core import layout, publish
 from nexgen_etl.core.catalog import Catalog
 from nexgen_etl.core.contract import load_contract
 from nexgen_etl.core.discovery import BatchPlan
@@ -21,13 +22,15 @@ def _plan(store: LocalStore, key: str, etag: str) -> BatchPlan:
     return BatchPlan.build([obj], "raw/", store.url, load_contract(), 0, {key: ["date"]}, {})
 
 
-def _stage(store: LocalStore, plan: BatchPlan, days: list[str], catalog_version: int) -> None:
+def _stage(store: LocalStore, plan: BatchPlan, days: list[str], catalog_version: int, per_partition: int = 1) -> None:
     for ds in ("clean", "features"):
         for day in days:
-            store.put_bytes(f"{layout.staged_dataset_dir(plan.batch_id, ds)}period_date={day}/part-0.parquet",
-                            f"{ds} {plan.batch_id} {day}".encode())
+            for i in range(per_partition):
+                store.put_bytes(f"{layout.staged_dataset_dir(plan.batch_id, ds)}period_date={day}/part-{i}.parquet",
+                                f"{ds} {plan.batch_id} {day} {i}".encode())
     key = plan.objects[0].key
-    store.put_bytes(f"{layout.staged_dataset_dir(plan.batch_id, 'quarantine')}source_id=s/part-0.parquet", b"q")
+    store.put_bytes(f"{layout.staged_dataset_dir(plan.batch_id, 'quarantine')}source_id=s/part-0.parquet",
+                    f"quarantine {plan.batch_id} s 0".encode())
     result = StagedResult(batch_id=plan.batch_id, catalog_version=catalog_version, clean_partitions=days,
                           features_ranges=[[days[0], days[-1]]], quarantine_partitions=["s"],
                           sources={key: {"etag": plan.objects[0].etag, "min": days[0], "max": days[-1]}},
@@ -37,7 +40,26 @@ def _stage(store: LocalStore, plan: BatchPlan, days: list[str], catalog_version:
 
 
 def _files(root: Path, dataset: str) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in (root / dataset).rglob("*.parquet"))
+    """The catalog folder's files of a dataset."""
+    return sorted(str(p.relative_to(root)) for p in (root / layout.published_dir(dataset)).rglob("*.parquet"))
+
+
+def _view(root: Path, dataset: str) -> dict[str, list[bytes]]:
+    """What a plain reader of the dataset's prefix reads: partition folder → its files' contents in name order."""
+    folders = sorted(p for p in (root / dataset).glob("*=*") if p.is_dir()) if (root / dataset).exists() else []
+    return {f.name: [p.read_bytes() for p in sorted(f.glob("*.parquet"))] for f in folders}
+
+
+def _catalog_view(store: LocalStore, root: Path, dataset: str) -> dict[str, list[bytes]]:
+    """What the plain view must hold: the catalog's live files of each partition, in order."""
+    parts = read_catalog(store).datasets[dataset]
+    return {f"{layout.PARTITION_OF[dataset]}={p}": [(root / f).read_bytes() for f in files]
+            for p, files in sorted(parts.items()) if files}
+
+
+def _assert_view_is_the_catalog(store: LocalStore, root: Path) -> None:
+    for ds in layout.DATASETS:
+        assert _view(root, ds) == _catalog_view(store, root, ds), ds
 
 
 def test_publish_switches_the_catalog_once_and_cleans_up(tmp_path: Path) -> None:
@@ -51,11 +73,15 @@ def test_publish_switches_the_catalog_once_and_cleans_up(tmp_path: Path) -> None
     assert (cat.version, cat.batches) == (1, (plan.batch_id,))
     assert cat.files("features") == _files(tmp_path, "features")
     assert not [p for p in (tmp_path / layout.staging_dir(plan.batch_id)).rglob("*") if p.is_file()]
+    assert not list(store.list(layout.VIEW_PENDING_PREFIX))
     assert read_manifest(store, plan.batch_id).accounting["sales/a.csv"].rows_read == 2
+    _assert_view_is_the_catalog(store, tmp_path)
+    assert _view(tmp_path, "features")["period_date=2024-01-01"] == [f"features {plan.batch_id} 2024-01-01 0".encode()]
 
     again = publish_batch(store, plan)
     assert again.publish == "already_published"
     assert read_catalog(store) == cat and cat.files("features") == _files(tmp_path, "features")
+    _assert_view_is_the_catalog(store, tmp_path)
 
 
 def test_a_correction_replaces_the_old_files_and_empties_what_it_no_longer_covers(tmp_path: Path) -> None:
@@ -73,6 +99,7 @@ def test_a_correction_replaces_the_old_files_and_empties_what_it_no_longer_cover
     assert _files(tmp_path, "features") == cat.files("features")
     assert [f for f in cat.files("features", ["2024-01-01"]) if first.batch_id in f] == []
     assert cat.sources["sales/a.csv"]["etag"] == "e2"
+    _assert_view_is_the_catalog(store, tmp_path)
 
 
 def test_publish_refuses_a_result_computed_against_another_catalog(tmp_path: Path) -> None:
@@ -91,3 +118,86 @@ def test_publish_before_the_transform_names_the_missing_result(tmp_path: Path) -
     plan = _plan(store, "sales/a.csv", "e1")
     with pytest.raises(TransformMissingError, match="run the transform step first"):
         publish_batch(store, plan)
+
+
+class Died(Exception):
+    """The publisher's process ends here (nothing after this write runs)."""
+
+
+class DyingStore:
+    """The store, dying before its `die_at`-th write (put, copy, delete), and after every write looking at the plain
+    view as a reader of the prefix would: a partition whose files come from two batches is a finding."""
+
+    def __init__(self, store: LocalStore, root: Path, die_at: int | None = None) -> None:
+        self.store, self.root, self.die_at = store, root, die_at
+        self.writes = 0
+        self.mixed: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def _write(self, fn, *args, **kwargs) -> None:
+        if self.writes == self.die_at:
+            raise Died
+        self.writes += 1
+        fn(*args, **kwargs)
+        for ds in layout.DATASETS:
+            for part, contents in _view(self.root, ds).items():
+                if len({c.split()[1] for c in contents}) > 1:
+                    self.mixed.append(f"after write {self.writes}: {ds}/{part} holds {contents}")
+
+    def put_bytes(self, *args, **kwargs) -> None:
+        self._write(self.store.put_bytes, *args, **kwargs)
+
+    def copy(self, *args) -> None:
+        self._write(self.store.copy, *args)
+
+    def delete(self, *args) -> None:
+        self._write(self.store.delete, *args)
+
+
+def _published_then_corrected(root: Path) -> tuple[LocalStore, BatchPlan]:
+    """Two days published with two files per partition, and a correction of both staged (also two files each)."""
+    store = LocalStore(root)
+    first = _plan(store, "sales/a.csv", "e1")
+    _stage(store, first, ["2024-01-01", "2024-01-02"], catalog_version=0, per_partition=2)
+    publish_batch(store, first)
+    second = _plan(store, "sales/a.csv", "e2")
+    _stage(store, second, ["2024-01-01", "2024-01-02"], catalog_version=1, per_partition=2)
+    return store, second
+
+
+@pytest.mark.parametrize("then", ["the-same-batch-again", "another-batch"])
+def test_a_plain_reader_never_sees_two_versions_whichever_write_the_publisher_dies_before(tmp_path, monkeypatch,
+                                                                                          then) -> None:
+    """The publisher dies before each of its writes in turn; after every write, no partition of the plain view
+    holds files of two batches; then the same batch is published again (a retry) or another batch is (a new run with
+    new files): the view equals the catalog, nothing is pending, no superseded file is left.
+
+    Catches: the view's new files written before the old ones are removed (tried: the delete after the copies mixed
+    a partition's old second file with its new first one), and a publish that ignores what a dead publisher left
+    pending (tried: with `_finish` reading no `_views_pending/`, the other batch left the dead one's partitions in
+    the view at the old version and its copies in the catalog folder)."""
+    monkeypatch.setattr(publish, "PUBLISH_THREADS", 1)  # one order of writes, so that "the n-th write" is one point
+    store, second = _published_then_corrected(tmp_path / "count")
+    counting = DyingStore(store, tmp_path / "count")
+    publish_batch(counting, second)
+    assert counting.writes > 10 and not counting.mixed, counting.mixed
+    for die_at in range(counting.writes):
+        root = tmp_path / str(die_at)
+        store, second = _published_then_corrected(root)
+        dying = DyingStore(store, root, die_at)
+        with pytest.raises(Died):
+            publish_batch(dying, second)
+        after = DyingStore(store, root)
+        if then == "the-same-batch-again":
+            publish_batch(after, second)
+        else:
+            third = _plan(store, "sales/b.csv", "e3")
+            _stage(store, third, ["2024-01-05"], catalog_version=read_catalog(store).version)
+            publish_batch(after, third)
+        assert not dying.mixed and not after.mixed, (die_at, dying.mixed, after.mixed)
+        _assert_view_is_the_catalog(store, root)
+        assert not list(store.list(layout.VIEW_PENDING_PREFIX)), die_at
+        for ds in layout.DATASETS:
+            assert _files(root, ds) == read_catalog(store).files(ds), (die_at, ds)
