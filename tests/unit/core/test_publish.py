@@ -201,3 +201,28 @@ def test_a_plain_reader_never_sees_two_versions_whichever_write_the_publisher_di
         assert not list(store.list(layout.VIEW_PENDING_PREFIX)), die_at
         for ds in layout.DATASETS:
             assert _files(root, ds) == read_catalog(store).files(ds), (die_at, ds)
+
+
+def test_a_bucket_published_by_the_earlier_layout_moves_over_partition_by_partition(tmp_path: Path) -> None:
+    """A catalog whose files are the dataset prefix itself (the layout before `_published/`): a batch replacing one
+    of its days gets that day's view under the fixed name, the old file gone; the day it does not replace stays as
+    it was, listed by the catalog and in the view. Catches a view sync that treats the old layout's live files as
+    stale (tried: without the `_published/` check in sync_view, the untouched day's file was deleted while the
+    catalog still listed it)."""
+    store = LocalStore(tmp_path)
+    old = {day: f"features/period_date={day}/part-bold-00000.snappy.parquet" for day in ("2024-01-01", "2024-01-02")}
+    for day, key in old.items():
+        store.put_bytes(key, f"features bold {day} 0".encode())
+    store.put_bytes(layout.CATALOG_KEY, Catalog(version=1, datasets={"features": {d: [k] for d, k in old.items()},
+                                                                     "clean": {}, "quarantine": {}},
+                                                batches=("bold",)).to_json().encode())
+    plan = _plan(store, "sales/a.csv", "e1")
+    _stage(store, plan, ["2024-01-01"], catalog_version=1)
+    publish_batch(store, plan)
+    publish.sync_view(store, read_catalog(store), {"features": ["2024-01-02"]})  # as a later publish touching it
+    cat = read_catalog(store)
+    assert cat.files("features", ["2024-01-02"]) == [old["2024-01-02"]]
+    assert _view(tmp_path, "features") == {
+        "period_date=2024-01-01": [f"features {plan.batch_id} 2024-01-01 0".encode()],
+        "period_date=2024-01-02": [b"features bold 2024-01-02 0"]}
+    assert not (tmp_path / old["2024-01-01"]).exists()
