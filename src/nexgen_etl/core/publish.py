@@ -146,11 +146,15 @@ def _final_names(store: ObjectStore, batch_id: str, result: StagedResult,
 
 def _copy(store: ObjectStore, copies: list[tuple[str, str]]) -> None:
     """The copies, PUBLISH_THREADS at a time; the fault point load.mid_copy after the first one."""
-    if not copies:
-        return
-    store.copy(*copies[0])
-    maybe_fail("load.mid_copy")
-    _in_parallel(lambda pair: store.copy(*pair), copies[1:])
+    _first_then_in_parallel(lambda pair: store.copy(*pair), copies, "load.mid_copy")
+
+
+def _first_then_in_parallel(fn, items: list, fault_point: str) -> None:
+    """fn of the first item, the fault point (a death there has done exactly one), then of the rest in parallel."""
+    if items:
+        fn(items[0])
+        maybe_fail(fault_point)
+        _in_parallel(fn, items[1:])
 
 
 def _in_parallel(fn, items: list) -> None:
@@ -193,10 +197,7 @@ def sync_view(store: ObjectStore, catalog: Catalog, partitions: dict[str, list[s
             if any(not f.startswith(layout.PUBLISHED_PREFIX) for f in files):
                 continue
             jobs.append((ds, part, files))
-    if jobs:
-        _replace_view_partition(store, *jobs[0])
-        maybe_fail("load.mid_view")
-        _in_parallel(lambda job: _replace_view_partition(store, *job), jobs[1:])
+    _first_then_in_parallel(lambda job: _replace_view_partition(store, *job), jobs, "load.mid_view")
     return len(jobs)
 
 
