@@ -83,10 +83,9 @@ def main() -> int:
     doc: dict = {"date": date.today().isoformat(), "load_avg_start": os.getloadavg(), "sets": {}}
     for name in os.environ.get("BENCH_WARM_SETS", "day,log").split(","):
         shutil.rmtree(work, ignore_errors=True)
-        plans = {"day": day_plans, "log": log_plans}[name](n, work / "cold")
-        cold_runs = [cold(p, plan) for p, plan in plans]
-        warm_plans = {"day": day_plans, "log": log_plans}[name](n, work / "warm")
-        w = warm(warm_plans)
+        make_plans = {"day": day_plans, "log": log_plans}[name]
+        cold_runs = [cold(p, plan) for p, plan in make_plans(n, work / "cold")]
+        w = warm(make_plans(n, work / "warm"))
         statuses = {r["status"] for r in cold_runs} | {r["status"] for r in w["runs"]}
         if statuses != {"staged"}:
             raise RuntimeError(f"{name}: runs ended {statuses}")
