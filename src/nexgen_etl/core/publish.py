@@ -181,8 +181,8 @@ def _finish(store: ObjectStore, batch_id: str, catalog: Catalog, touched: dict[s
     store.delete(pending)
 
 
-def sync_view(store: ObjectStore, catalog: Catalog, partitions: dict[str, list[str]]) -> int:
-    """Make the plain view of the given partitions hold exactly the catalog's live files; the partitions replaced.
+def sync_view(store: ObjectStore, catalog: Catalog, partitions: dict[str, list[str]]) -> None:
+    """Make the plain view of the given partitions hold exactly the catalog's live files.
 
     Per partition, in this order: the view's files but the first removed, the first replaced by the catalog's
     first file (one PUT), then its other files added. A reader of the prefix sees, at any moment, a part of the old
@@ -198,7 +198,6 @@ def sync_view(store: ObjectStore, catalog: Catalog, partitions: dict[str, list[s
                 continue
             jobs.append((ds, part, files))
     _first_then_in_parallel(lambda job: _replace_view_partition(store, *job), jobs, "load.mid_view")
-    return len(jobs)
 
 
 def _replace_view_partition(store: ObjectStore, ds: str, part: str, files: list[str]) -> None:
