@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 import yaml
@@ -59,47 +60,56 @@ def run_pass(p: Pipeline, spark) -> dict:
     return r
 
 
+def run_example(spark, name: str, tmp: Path, now: float) -> dict:
+    """One example through the pipeline, its files arriving as CASES says: its outputs, each batch's manifest, the
+    features after the first file, and the files as the reference takes them."""
+    raw, published = tmp / "raw", tmp / "out"
+    p = Pipeline(settings=Settings(raw_url=str(raw), output_url=str(published)),
+                 contract=load_contract(EXAMPLES / f"{name}.yaml"), raw=LocalStore(raw),
+                 out=LocalStore(published), state=FileStateStore(tmp / "state.json"))
+    files, batches, after_first = [], [], None
+    for i, path in enumerate(samples(name)):
+        key = f"feed/{path.name}"
+        (raw / "feed").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, raw / key)
+        mtime = int(now) - 600 + 60 * i  # arrival order; whole seconds
+        os.utime(raw / key, (mtime, mtime))
+        files.append((key, datetime.fromtimestamp(mtime, timezone.utc), path.read_bytes()))
+        if CASES[name] == "one_by_one":
+            batches.append(run_pass(p, spark))
+            if i == 0:
+                after_first = features(published)
+    if CASES[name] == "together":
+        batches.append(run_pass(p, spark))
+    return {"out": published, "files": files, "batches": batches, "after_first": after_first}
+
+
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory):
-    """Each example through the pipeline: its outputs, each batch's manifest, and the reference's results (after
-    the first file, and over all files)."""
+    """Each example through the pipeline (run_example), with the reference's results (after the first file, and
+    over all files)."""
     t0, out = time.monotonic(), {}
     now = time.time()
-    for name, arrival in CASES.items():
-        tmp = tmp_path_factory.mktemp(name)
-        raw, published = tmp / "raw", tmp / "out"
+    for name in CASES:
         spec = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text(encoding="utf-8"))
-        p = Pipeline(settings=Settings(raw_url=str(raw), output_url=str(published)),
-                     contract=load_contract(EXAMPLES / f"{name}.yaml"), raw=LocalStore(raw),
-                     out=LocalStore(published), state=FileStateStore(tmp / "state.json"))
-        files, batches, after_first = [], [], None
-        for i, path in enumerate(samples(name)):
-            key = f"feed/{path.name}"
-            (raw / "feed").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, raw / key)
-            mtime = int(now) - 600 + 60 * i  # arrival order; whole seconds
-            os.utime(raw / key, (mtime, mtime))
-            files.append((key, datetime.fromtimestamp(mtime, timezone.utc), path.read_bytes()))
-            if arrival == "one_by_one":
-                batches.append(run_pass(p, spark))
-                if i == 0:
-                    after_first = features(published)
-        if arrival == "together":
-            batches.append(run_pass(p, spark))
-        out[name] = {"spec": spec, "out": published, "files": files, "batches": batches, "after_first": after_first,
-                     "ref": reference.run_contract(spec, files),
-                     "ref_first": reference.run_contract(spec, files[:1])}
+        r = run_example(spark, name, tmp_path_factory.mktemp(name), now)
+        out[name] = {**r, "spec": spec, "ref": reference.run_contract(spec, r["files"]),
+                     "ref_first": reference.run_contract(spec, r["files"][:1])}
     print(f"example contracts: {sum(len(v['batches']) for v in out.values())} batches in "
           f"{time.monotonic() - t0:.1f}s")
     return out
 
 
 # -- reading and comparing ------------------------------------------------------------------------------------------
-def read_arrow(out: Path, dataset: str) -> pd.DataFrame:
+def read_table(out: Path, dataset: str) -> pa.Table:
     """The live files (as the catalog lists them), with hive partitioning."""
     files = [str(out / f) for f in read_catalog(LocalStore(out)).files(dataset)]
     return ds.dataset(files, format="parquet", partitioning="hive",
-                      partition_base_dir=str(out / layout.published_dir(dataset))).to_table().to_pandas()
+                      partition_base_dir=str(out / layout.published_dir(dataset))).to_table()
+
+
+def read_arrow(out: Path, dataset: str) -> pd.DataFrame:
+    return read_table(out, dataset).to_pandas()
 
 
 def features(out: Path) -> pd.DataFrame:
@@ -225,6 +235,29 @@ def test_accounting_across_batches_reconciles_with_the_published_rows(runs, name
     assert sum(a["rows_out"] - a["periods_taken_over"] for a in files) == real
     if name in ("sales_log", "grid_load", "monthly_prices", "meter_export"):
         assert sum(a["periods_taken_over"] for a in files) > 0  # the samples do take periods over
+
+
+def test_spark_windows_by_conf_give_the_kernels_features_exactly(runs, spark, tmp_path):
+    """`spark.nexgen.features.engine=sql` (job.FEATURE_ENGINE_CONF) runs the features on Spark's own windows; on the
+    sales log, whose int target rolls up to a long sum and whose lags, min and max are longs, they are the
+    kernel's values and types exactly, over two batches. Catches the job ignoring the conf (an unknown engine would
+    not stop it), and the kernel and Spark's windows parting on an integer target."""
+    from nexgen_etl.spark.job import FEATURE_ENGINE_CONF
+
+    kernel = read_table(runs["sales_log"]["out"], "features")
+    assert {str(kernel.schema.field(c).type) for c in ("quantity_lag_1", "quantity_roll_max_3")} == {"int64"}
+    try:
+        spark.conf.set(FEATURE_ENGINE_CONF, "sql")
+        sql = read_table(run_example(spark, "sales_log", tmp_path / "sql", time.time())["out"], "features")
+        spark.conf.set(FEATURE_ENGINE_CONF, "fastest")
+        with pytest.raises(Exception, match="engine must be one of"):
+            run_example(spark, "sales_log", tmp_path / "unknown", time.time())
+    finally:
+        spark.conf.unset(FEATURE_ENGINE_CONF)
+    assert sql.schema == kernel.schema
+    by = ["store", "product", "sold_at"]
+    a, b = (t.to_pandas().sort_values(by).reset_index(drop=True) for t in (kernel, sql))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 # -- by hand, one per capability ------------------------------------------------------------------------------------

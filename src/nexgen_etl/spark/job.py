@@ -52,6 +52,7 @@ from nexgen_etl.spark.transform.features import PARTITION_COLUMN
 # spark.sql.inMemoryColumnarStorage.compressed off): the in-memory columnar compression chose an encoding value by
 # value, and uncompressed they do not fit a 1g heap. The OS's page cache holds them (docs/performance.md).
 CACHE = StorageLevel.DISK_ONLY
+FEATURE_ENGINE_CONF = "spark.nexgen.features.engine"  # auto (the default), kernel or sql: features.ENGINES
 
 
 @dataclass
@@ -250,7 +251,9 @@ class BatchJob:
         if extents is not None:
             periods = features.fill_missing_periods(periods, extents, c, spans.history)
         gathered.features_ranges = [[a.isoformat(), b.isoformat()] for a, b in spans.recompute]
-        feats = features.finalize(features.build_features(periods, c), c)
+        # `sql`: Spark's own windows in place of the kernel, to compare the two on a real batch
+        engine = self.spark.conf.get(FEATURE_ENGINE_CONF, "auto")
+        feats = features.finalize(features.build_features(periods, c, engine), c)
         feats = feats.where(reduce(operator.or_, [F.col(PARTITION_COLUMN).between(a, b) for a, b in spans.recompute]))
         actions.start("write_features", self.write, feats, "features")
         gathered.schemas["features"] = published_schema(feats)

@@ -2,7 +2,8 @@
 
 The SQL path (`engine="sql"`) is the definition: lags and rolling statistics over RANGE frames on calendar time.
 The kernel must give the same doubles (same arithmetic in the same order), the same nulls, on data with gaps,
-nulls, zeros of both signs, ties, and values from 0.001 to 1e6, for daily and hourly contracts.
+nulls, zeros of both signs, ties, and values from 0.001 to 1e6, for daily and hourly contracts; and for int and
+long columns the same types and integers, beyond 2^53 too.
 """
 
 import datetime as dt
@@ -92,16 +93,59 @@ def test_the_kernel_gives_the_sql_windows_doubles_for_an_hourly_contract(spark):
     assert_same(sql, kernel, ["site", "sensor", "_period"])
 
 
-def test_auto_takes_the_kernel_for_doubles_and_sql_for_an_int_target(spark):
+def integral_periods(spark, seed: int, target_type: str, price_type: str, values: list[int]):
+    """sales_periods with the target and price as ints or longs, drawn from values (and nulls)."""
+    rnd = random.Random(seed)
+    data = []
+    for e in range(8):
+        d = dt.date(2024, 1, 1)
+        for _ in range(120):
+            d += dt.timedelta(days=rnd.choice([1, 1, 1, 1, 2, 3, 7, 8, 27, 28, 29, 40]))
+            data.append((f"S{e % 3}", f"K{e}", d, rnd.choice([None, *values]), rnd.choice([None, *values]), 0))
+    df = spark.createDataFrame(data, f"store_id string, sku string, date date, units_sold {target_type}, "
+                                     f"unit_price {price_type}, promo int")
+    return df.withColumn("_period", F.col("date"))
+
+
+BIG = 2 ** 53  # above it a double holds only every other integer, and further up fewer
+
+
+@pytest.mark.parametrize("target_type, price_type, values", [
+    ("int", "int", [0, 1, -1, 7, 250, 2 ** 31 - 1, -(2 ** 31)]),
+    ("bigint", "bigint", [0, 3, -5, BIG - 1, BIG, BIG + 1, BIG + 3, 2 ** 62 + 1, -(2 ** 63)]),
+])
+def test_the_kernel_gives_the_sql_windows_values_for_int_and_long_columns(spark, target_type, price_type, values):
+    """Lags, min and max keep the column's type and its exact integers; means and stds are the SQL doubles.
+
+    Catches: the kernel taking an integral column's lags, min or max through doubles (BIG + 1 comes back as
+    BIG, 2^62 + 1 as 2^62), or giving them as doubles; means summed in another type than Spark's double."""
+    periods = integral_periods(spark, 6, target_type, price_type, values)
+    assert features.kernel_applies(periods, SALES)
+    sql = features.build_features(periods, SALES, engine="sql")
+    kernel = features.build_features(periods, SALES, engine="kernel")
+    assert "nexgen_window_features" in explained(kernel)
+    assert kernel.dtypes == sql.dtypes
+    types = dict(kernel.dtypes)
+    assert (types["units_sold_lag_7"], types["units_sold_roll_max_7"], types["units_sold_roll_mean_7"]) == (
+        target_type, target_type, "double")
+    assert types["unit_price_change_1"] == price_type
+    assert_same(sql, kernel, ["store_id", "sku", "date"])
+    if target_type == "bigint":  # the frames held integers that a double cannot tell apart
+        odd = [r["units_sold_roll_max_28"] for r in kernel.select("units_sold_roll_max_28").collect()]
+        assert {BIG + 1, 2 ** 62 + 1} <= set(odd)
+
+
+def test_auto_takes_the_kernel_for_every_numeric_target_and_sql_for_another_type(spark):
     periods = sales_periods(spark, 4, entities=2, rows=20)
     assert "nexgen_window_features" in explained(features.build_features(periods, SALES))
     ints = periods.withColumn("units_sold", F.col("units_sold").cast("int"))
-    assert not features.kernel_applies(ints, SALES)
-    auto = features.build_features(ints, SALES)
+    assert "nexgen_window_features" in explained(features.build_features(ints, SALES))
+    decimals = periods.withColumn("units_sold", F.col("units_sold").cast("decimal(12,3)"))
+    assert not features.kernel_applies(decimals, SALES)
+    auto = features.build_features(decimals, SALES)
     assert "nexgen_window_features" not in explained(auto)
-    assert dict(auto.dtypes)["units_sold_roll_max_7"] == "int"  # min/max/lags keep an int column's type
-    with pytest.raises(ValueError, match="double target"):
-        features.build_features(ints, SALES, engine="kernel")
+    with pytest.raises(ValueError, match="double, int or long target"):
+        features.build_features(decimals, SALES, engine="kernel")
 
 
 def test_rows_out_of_period_order_stop_the_kernel(spark):

@@ -15,7 +15,7 @@ from py4j.java_gateway import JavaClass
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType
+from pyspark.sql.types import DoubleType, IntegerType, LongType
 
 from nexgen_etl.core.contract import Contract
 from nexgen_etl.spark.frames import local_frame
@@ -91,10 +91,11 @@ def calendar_columns(contract: Contract) -> list[SparkColumn]:
 
 
 def kernel_applies(periods: DataFrame, contract: Contract) -> bool:
-    """The kernel reproduces the SQL windows for double columns (min, max and lags keep an int column's type)."""
+    """The kernel reproduces the SQL windows for double, int and long columns (every numeric type a contract's
+    target, price or roll-up gives: lags, min and max keep an int or long column's type and exact value)."""
     f, types = contract.features, {fld.name: fld.dataType for fld in periods.schema.fields}
     cols = [contract.target] + ([contract.price_column] if f.price and contract.price_column else [])
-    return all(isinstance(types.get(c), DoubleType) for c in cols)
+    return all(isinstance(types.get(c), (DoubleType, IntegerType, LongType)) for c in cols)
 
 
 def build_features(periods: DataFrame, contract: Contract, engine: str = "auto") -> DataFrame:
@@ -104,7 +105,7 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
     sorted by keys and period). engine: `kernel` computes the lags and rolling statistics in one pass per entity
     (io.nexgen.spark.WindowFeatures: the same doubles as the SQL windows, without Spark's sliding frames, which
     update every aggregate over the whole frame again for every row); `sql` with Spark's own RANGE windows;
-    `auto` the kernel where it applies (a double target and price), else SQL.
+    `auto` the kernel where it applies (a double, int or long target and price), else SQL.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -117,7 +118,7 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
         df, order = periods.withColumn(T, period_index(contract.period)), T
     if engine == "kernel" or (engine == "auto" and kernel_applies(periods, contract)):
         if not kernel_applies(periods, contract):
-            raise ValueError("the window kernel needs a double target and price")
+            raise ValueError("the window kernel needs a double, int or long target and price")
         return _kernel_features(df, order, contract)
     partition = f"PARTITION BY {', '.join(quoted(k) for k in contract.keys)} " if contract.keys else ""
 
@@ -146,7 +147,8 @@ def build_features(periods: DataFrame, contract: Contract, engine: str = "auto")
 def kernel_column(spark, period: SparkColumn, target: SparkColumn, price: SparkColumn | None, lags: list[int],
                   windows: list[int], stats: list[str]) -> SparkColumn:
     """The kernel's aggregate (a struct of the lags, `<stat>_<w>`, `price_lag_1`, `price_mean_<w>`) as a Column,
-    for `.over()` a window ordered by the period; period a long, target and price doubles (price may be None)."""
+    for `.over()` a window ordered by the period; period a long, target and price doubles, ints or longs (price
+    may be None)."""
     jvm, gateway = spark._jvm, spark.sparkContext._gateway
     kernel = getattr(jvm, KERNEL_CLASS)
     if not isinstance(kernel, JavaClass):  # py4j answers a class it cannot load with a package of that name

@@ -2,9 +2,10 @@ package io.nexgen.spark
 
 import org.apache.spark.sql.Column
 import org.apache.spark.sql.catalyst.InternalRow
+import org.apache.spark.sql.catalyst.analysis.TypeCheckResult
 import org.apache.spark.sql.catalyst.expressions.{Expression, GenericInternalRow, Literal}
 import org.apache.spark.sql.catalyst.expressions.aggregate.{ImperativeAggregate, TypedImperativeAggregate}
-import org.apache.spark.sql.types.{DataType, DoubleType, StructField, StructType}
+import org.apache.spark.sql.types.{DataType, DoubleType, IntegerType, LongType, StructField, StructType}
 
 /**
  * The lag and rolling features of one entity in one pass, as a window aggregate over
@@ -18,8 +19,11 @@ import org.apache.spark.sql.types.{DataType, DoubleType, StructField, StructType
  * so the results are the same doubles. Spark's sliding frames recompute every aggregate over the whole frame for
  * every row through its generic row machinery; this keeps the entity's last `maxBack` periods in primitive arrays.
  *
- * Children: the period as a long (days or hours since the epoch), the target and the price as doubles (the price
- * may be a null literal). The rows of a window partition must arrive in period order (the window's ORDER BY).
+ * Children: the period as a long (days or hours since the epoch), the target and the price as doubles, ints or
+ * longs (the price may be a null literal). The lags, min and max keep an int or long column's type and its exact
+ * values, compared as integers (as Spark's Max and Min do); mean and std take each value as a double, as Spark's
+ * Average and CentralMomentAgg cast their input. The rows of a window partition must arrive in period order (the
+ * window's ORDER BY).
  */
 case class WindowFeatures(
     period: Expression,
@@ -42,10 +46,25 @@ case class WindowFeatures(
 
   override def children: Seq[Expression] = Seq(period, target, price)
   override def nullable: Boolean = false
+
+  // after analysis: a lag, min or max has its column's type; integral columns are also kept as longs
+  private lazy val targetType: DataType = target.dataType
+  private lazy val priceType: DataType = if (withPrice) price.dataType else DoubleType
+  private lazy val targetIntegral = targetType != DoubleType
+  private lazy val priceIntegral = priceType != DoubleType
+
+  override def checkInputDataTypes(): TypeCheckResult = {
+    val numeric = Set[DataType](DoubleType, IntegerType, LongType)
+    val ok = numeric.contains(target.dataType) && (!withPrice || numeric.contains(price.dataType))
+    if (ok) TypeCheckResult.TypeCheckSuccess
+    else TypeCheckResult.TypeCheckFailure(
+      s"nexgen_window_features takes a double, int or long target and price, not ${target.dataType} and ${price.dataType}")
+  }
+
   override lazy val dataType: DataType = StructType(
-    lags.map(k => StructField(s"lag_$k", DoubleType)) ++
-      windows.flatMap(w => stats.map(s => StructField(s"${s}_$w", DoubleType))) ++
-      (if (withPrice) StructField("price_lag_1", DoubleType) +: windows.map(w => StructField(s"price_mean_$w", DoubleType))
+    lags.map(k => StructField(s"lag_$k", targetType)) ++
+      windows.flatMap(w => stats.map(s => StructField(s"${s}_$w", if (s == "min" || s == "max") targetType else DoubleType))) ++
+      (if (withPrice) StructField("price_lag_1", priceType) +: windows.map(w => StructField(s"price_mean_$w", DoubleType))
        else Nil))
 
   override def prettyName: String = "nexgen_window_features"
@@ -65,24 +84,43 @@ case class WindowFeatures(
     state
   }
 
+  /** A long computed over an integral column, as that column's type (an int column's values fit an int). */
+  private def typed(v: Any, t: DataType): Any = v match {
+    case l: Long if t == IntegerType => l.toInt
+    case other => other
+  }
+
+  private def extreme(state: WindowFeatures.State, ofPrice: Boolean, lo: Long, hi: Long, max: Boolean): Any = {
+    val integral = if (ofPrice) priceIntegral else targetIntegral
+    val set = if (ofPrice) state.priceSet else state.targetSet
+    if (integral) {
+      typed(state.extremeLong(if (ofPrice) state.priceLong else state.targetLong, set, lo, hi, max),
+        if (ofPrice) priceType else targetType)
+    } else if (max) {
+      state.max(if (ofPrice) state.price else state.target, set, lo, hi)
+    } else {
+      state.min(lo, hi)
+    }
+  }
+
   override def eval(state: WindowFeatures.State): Any = {
     val out = new Array[Any](dataType.asInstanceOf[StructType].length)
     var i = 0
     val t = state.lastPeriod
-    lags.foreach { k => out(i) = state.max(state.target, state.targetSet, t - k, t - k); i += 1 }
+    lags.foreach { k => out(i) = extreme(state, ofPrice = false, t - k, t - k, max = true); i += 1 }
     windows.foreach { w =>
       stats.foreach { s =>
         out(i) = s match {
           case "mean" => state.mean(state.target, state.targetSet, t - w, t - 1)
           case "std" => state.stddevSamp(t - w, t - 1)
-          case "min" => state.min(t - w, t - 1)
-          case "max" => state.max(state.target, state.targetSet, t - w, t - 1)
+          case "min" => extreme(state, ofPrice = false, t - w, t - 1, max = false)
+          case "max" => extreme(state, ofPrice = false, t - w, t - 1, max = true)
         }
         i += 1
       }
     }
     if (withPrice) {
-      out(i) = state.max(state.price, state.priceSet, t - 1, t - 1); i += 1
+      out(i) = extreme(state, ofPrice = true, t - 1, t - 1, max = true); i += 1
       windows.foreach { w => out(i) = state.mean(state.price, state.priceSet, t - w, t - 1); i += 1 }
     }
     new GenericInternalRow(out)
@@ -114,8 +152,10 @@ object WindowFeatures {
   final class State {
     var periods: Array[Long] = new Array[Long](64)
     var target: Array[Double] = new Array[Double](64)
+    var targetLong: Array[Long] = new Array[Long](64)  // an int or long target's exact values
     var targetSet: Array[Boolean] = new Array[Boolean](64)
     var price: Array[Double] = new Array[Double](64)
+    var priceLong: Array[Long] = new Array[Long](64)
     var priceSet: Array[Boolean] = new Array[Boolean](64)
     var start = 0
     var end = 0
@@ -132,18 +172,37 @@ object WindowFeatures {
         val cap = if (n * 2 > periods.length) periods.length * 2 else periods.length
         periods = move(periods, new Array[Long](cap), n)
         target = move(target, new Array[Double](cap), n)
+        targetLong = move(targetLong, new Array[Long](cap), n)
         targetSet = move(targetSet, new Array[Boolean](cap), n)
         price = move(price, new Array[Double](cap), n)
+        priceLong = move(priceLong, new Array[Long](cap), n)
         priceSet = move(priceSet, new Array[Boolean](cap), n)
         start = 0
         end = n
       }
       periods(end) = p
       targetSet(end) = t != null
-      target(end) = if (t != null) t.asInstanceOf[Double] else 0.0
+      targetLong(end) = exact(t)
+      target(end) = double(t)
       priceSet(end) = pr != null
-      price(end) = if (pr != null) pr.asInstanceOf[Double] else 0.0
+      priceLong(end) = exact(pr)
+      price(end) = double(pr)
       end += 1
+    }
+
+    /** An input value as a double (Spark's cast of an int or long to double); 0.0 for null. */
+    private def double(v: Any): Double = v match {
+      case d: Double => d
+      case i: Int => i.toDouble
+      case l: Long => l.toDouble
+      case _ => 0.0
+    }
+
+    /** An int or long input value as a long; 0 for a double or null (not read). */
+    private def exact(v: Any): Long = v match {
+      case i: Int => i.toLong
+      case l: Long => l
+      case _ => 0L
     }
 
     private def move[A](from: Array[A], to: Array[A], n: Int): Array[A] = {
@@ -196,6 +255,18 @@ object WindowFeatures {
       var i = first(lo)
       while (i < end && periods(i) <= hi) {
         if (set(i) && (!found || greater(v(i), m))) { m = v(i); found = true }
+        i += 1
+      }
+      if (found) m else null
+    }
+
+    /** Max (or min) of exact integers in [lo, hi]; null when none is set. */
+    def extremeLong(v: Array[Long], set: Array[Boolean], lo: Long, hi: Long, max: Boolean): Any = {
+      var found = false
+      var m = 0L
+      var i = first(lo)
+      while (i < end && periods(i) <= hi) {
+        if (set(i) && (!found || (if (max) v(i) > m else v(i) < m))) { m = v(i); found = true }
         i += 1
       }
       if (found) m else null
