@@ -174,6 +174,8 @@ def test_cases_really_differ(runs):
 
 @pytest.mark.parametrize("name", ["features", "clean", "quarantine"])
 def test_incremental_batches_equal_one_full_run(runs, name):
+    """Catches any way an incremental batch's output parts from the full run's, e.g. the job reading back the
+    published filled periods of the partitions it does not restage as real rows (BatchJob.settled_periods)."""
     inc, full = dataset(runs["inc"], name), dataset(runs["full"], name)
     if name == "features":
         assert inc["is_filled"].sum() > LANES  # every lane has gaps filled with zeros

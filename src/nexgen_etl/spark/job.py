@@ -199,7 +199,11 @@ class BatchJob:
             # a moved first or last period adds or removes filled rows away from the new rows
             extents, moved = self.entity_extents(catalog, valid)
         spans = incremental_spans(gathered.clean_dates, moved, lookback_partitions(c), partition_unit(c))
-        frame, in_frame = self.frame(catalog, files, valid, spans.history)
+        # only the restaged partitions' published clean rows compete with the batch's (a duplicate group and a
+        # period never span two partitions); the other partitions the features read back come as they were
+        # published, one row per period (settled_periods)
+        touched = merge_spans([(d, d) for d in map(date.fromisoformat, gathered.clean_dates)], partition_unit(c))
+        frame, in_frame = self.frame(catalog, files, valid, touched)
         # partitioned by the entity keys once and sorted once (clean.mark_duplicates): the duplicate windows, the
         # roll-up and the feature windows need no shuffle of their own, the features often no sort; cached with
         # its marks, so that the clean write, the features and the accounting share them (the first of them to
@@ -209,7 +213,7 @@ class BatchJob:
         marked = clean.mark_duplicates(by_entity, c).persist(CACHE)
         kept = marked.where(~F.col("_exact_dup"))
         clean_written = self.write_clean(kept, files, in_frame, actions, gathered)
-        self.write_features(kept, extents, spans, actions, gathered)
+        self.write_features(catalog, kept, extents, spans, actions, gathered)
         if c.quality.needs_stats:  # only a contract whose quality gates need them (core/quality.py): one action
             actions.start("quality_stats", self.quality_stats, marked, files, gathered)
         self.count_fates(marked, files, len(in_frame) > len(self.batch_keys), actions, gathered)
@@ -242,12 +246,16 @@ class BatchJob:
         gathered.schemas["clean"] = published_schema(with_source(published, files, in_frame))
         return written
 
-    def write_features(self, kept: DataFrame, extents: DataFrame | None, spans: IncrementalSpans,
+    def write_features(self, catalog: Catalog, kept: DataFrame, extents: DataFrame | None, spans: IncrementalSpans,
                        actions: Actions, gathered: Gathered) -> None:
-        """Starts the write of the features of the recomputed spans, from each (key, time)'s winner."""
+        """Starts the write of the features of the recomputed spans, from each (key, time)'s winner and the
+        periods published in the other partitions the features read back."""
         c = self.contract
         winners = kept.where(~F.col("_key_dup")).drop("_exact_dup", "_key_dup")
         periods = clean.rollup_to_period(winners, c)
+        settled = self.settled_periods(catalog, spans.history, gathered.clean_dates, periods)
+        if settled is not None:
+            periods = periods.select(*[clean.col(n) for n in settled.columns]).unionByName(settled)
         if extents is not None:
             periods = features.fill_missing_periods(periods, extents, c, spans.history)
         gathered.features_ranges = [[a.isoformat(), b.isoformat()] for a, b in spans.recompute]
@@ -360,17 +368,45 @@ class BatchJob:
 
     def read_clean(self, files: list[str]) -> DataFrame | None:
         """Published clean files (catalog keys), with the partition column; None when there are none."""
+        df = self.read_published(files)  # the partition column a date, as in the job
+        return None if df is None else df.withColumn(PARTITION_COLUMN, F.col(PARTITION_COLUMN).cast("date"))
+
+    def read_published(self, files: list[str]) -> DataFrame | None:
+        """Published files of one dataset (catalog keys), with the partition column as its folders name it; None
+        when there are none."""
         if not files:
             return None
         by_base: dict[str, list[str]] = {}  # the catalog's folder; a bucket published by an earlier version has two
         for f in files:
             by_base.setdefault(f[:f.index(f"{PARTITION_COLUMN}=")], []).append(self.uri(f))
-        df = reduce(DataFrame.unionByName, [self.spark.read.option("basePath", self.uri(base)).parquet(*paths)
-                                            for base, paths in sorted(by_base.items())])
-        return df.withColumn(PARTITION_COLUMN, F.col(PARTITION_COLUMN).cast("date"))  # a date, as in the job
+        return reduce(DataFrame.unionByName, [self.spark.read.option("basePath", self.uri(base)).parquet(*paths)
+                                              for base, paths in sorted(by_base.items())])
 
     def read_clean_history(self, catalog: Catalog, spans: list[Span]) -> DataFrame | None:
         return self.read_clean(catalog.files("clean", [p for p in catalog.partitions("clean") if in_spans(p, spans)]))
+
+    def settled_periods(self, catalog: Catalog, history: list[Span], restaged: list[str],
+                        periods: DataFrame) -> DataFrame | None:
+        """The published periods of the history's partitions that the batch does not restage, as the features hold
+        them (one row per entity and period: the winners, rolled up), in the columns of `periods` the features
+        read and publish (entity keys, `_period`, the other declared columns); filled rows left out, as the fills
+        are made again. None when there are none.
+
+        Such a partition's clean rows are the ones its features were computed from: a batch that changes a
+        partition's clean rows restages it and recomputes its features."""
+        c = self.contract
+        skip = set(restaged)
+        parts = [p for p in catalog.partitions("features") if in_spans(p, history) and p not in skip]
+        published = self.read_published(catalog.files("features", parts))
+        if published is None:
+            return None
+        if features.fills(c):
+            published = published.where(~F.col(features.FILLED))
+        types = dict(periods.dtypes)
+        declared = [n for n in c.column_names if n not in c.keys and n != c.time_column]
+        return published.select(*[clean.col(k) for k in c.keys],
+                                clean.col(c.time_column).cast(types[features.PERIOD]).alias(features.PERIOD),
+                                *[clean.col(n).cast(types[n]).alias(n) for n in declared])
 
     def entity_extents(self, catalog: Catalog, batch_rows: DataFrame | None) -> tuple[DataFrame, list[Span]]:
         """Each entity's first and last period over all clean rows once this batch is in, and the calendar days
