@@ -223,14 +223,14 @@ class BatchJob:
         maybe_fail("transform.between_writes")
 
     def frame(self, catalog: Catalog, files: SourceFiles, valid: DataFrame | None,
-              history: list[Span]) -> tuple[DataFrame, list[str]]:
-        """The batch's valid rows with the published clean rows of other files inside the history spans, and the
-        keys of the files whose rows it holds."""
-        hist = self.read_clean_history(catalog, history)
+              restaged: list[Span]) -> tuple[DataFrame, list[str]]:
+        """The batch's valid rows with the published clean rows of other files inside the restaged partitions'
+        spans, and the keys of the files whose rows it holds."""
+        hist = self.read_clean_history(catalog, restaged)
         frame, in_frame = valid, list(self.batch_keys)
         if hist is not None:
             # the published rows of other files: their keys and ETags become file ids, as the batch's rows
-            hist_keys = files.published_within(history, exclude=self.batch_keys)
+            hist_keys = files.published_within(restaged, exclude=self.batch_keys)
             in_frame += hist_keys
             hist = files.to_ids(hist.where(~self.published_in_batch()), files.frame(self.spark, hist_keys))
             frame = hist if frame is None else frame.unionByName(hist.select(*[clean.col(n) for n in frame.columns]))
