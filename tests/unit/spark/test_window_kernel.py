@@ -38,19 +38,24 @@ def assert_same(sql, kernel, keys):
     assert not diffs, diffs[:10]
 
 
-def sales_periods(spark, seed: int, entities: int = 12, rows: int = 150):
+def double_values(rnd: random.Random) -> tuple:
+    units = rnd.choice([None, 0.0, -0.0, 1e6, 0.1, 0.001, 1e6 - 0.5, rnd.random() * 1000, float(rnd.randint(0, 50))])
+    return units, rnd.choice([None, 0.0, 2.5, rnd.random() * 10, 99999.99])
+
+
+def sales_periods(spark, seed: int, entities: int = 12, rows: int = 150, draw=double_values,
+                  types: tuple[str, str] = ("double", "double")):
+    """Periods of the sales contract with gaps of 1 to 40 days; draw(rnd) gives a row's target and price."""
     rnd = random.Random(seed)
     data = []
     for e in range(entities):
         d = dt.date(2024, 1, 1)
         for _ in range(rows):
             d += dt.timedelta(days=rnd.choice([1, 1, 1, 1, 1, 2, 3, 7, 8, 27, 28, 29, 40]))
-            units = rnd.choice([None, 0.0, -0.0, 1e6, 0.1, 0.001, 1e6 - 0.5, rnd.random() * 1000,
-                                float(rnd.randint(0, 50))])
-            price = rnd.choice([None, 0.0, 2.5, rnd.random() * 10, 99999.99])
+            units, price = draw(rnd)
             data.append((f"S{e % 3}", f"K{e}", d, units, price, 0))
-    df = spark.createDataFrame(data, "store_id string, sku string, date date, units_sold double, "
-                                     "unit_price double, promo int")
+    df = spark.createDataFrame(data, f"store_id string, sku string, date date, units_sold {types[0]}, "
+                                     f"unit_price {types[1]}, promo int")
     return df.withColumn("_period", F.col("date"))
 
 
@@ -93,20 +98,6 @@ def test_the_kernel_gives_the_sql_windows_doubles_for_an_hourly_contract(spark):
     assert_same(sql, kernel, ["site", "sensor", "_period"])
 
 
-def integral_periods(spark, seed: int, target_type: str, price_type: str, values: list[int]):
-    """sales_periods with the target and price as ints or longs, drawn from values (and nulls)."""
-    rnd = random.Random(seed)
-    data = []
-    for e in range(8):
-        d = dt.date(2024, 1, 1)
-        for _ in range(120):
-            d += dt.timedelta(days=rnd.choice([1, 1, 1, 1, 2, 3, 7, 8, 27, 28, 29, 40]))
-            data.append((f"S{e % 3}", f"K{e}", d, rnd.choice([None, *values]), rnd.choice([None, *values]), 0))
-    df = spark.createDataFrame(data, f"store_id string, sku string, date date, units_sold {target_type}, "
-                                     f"unit_price {price_type}, promo int")
-    return df.withColumn("_period", F.col("date"))
-
-
 BIG = 2 ** 53  # above it a double holds only every other integer, and further up fewer
 
 
@@ -119,7 +110,8 @@ def test_the_kernel_gives_the_sql_windows_values_for_int_and_long_columns(spark,
 
     Catches: the kernel taking an integral column's lags, min or max through doubles (BIG + 1 comes back as
     BIG, 2^62 + 1 as 2^62), or giving them as doubles; means summed in another type than Spark's double."""
-    periods = integral_periods(spark, 6, target_type, price_type, values)
+    periods = sales_periods(spark, 6, entities=8, rows=120, types=(target_type, price_type),
+                            draw=lambda rnd: (rnd.choice([None, *values]), rnd.choice([None, *values])))
     assert features.kernel_applies(periods, SALES)
     sql = features.build_features(periods, SALES, engine="sql")
     kernel = features.build_features(periods, SALES, engine="kernel")
