@@ -10,6 +10,9 @@ Sections, interleaved and repeated (medians reported):
   d  inc       one new day file on top of the published full history (its transform job)
      alone     that same day file on an empty history (its transform job)
   (b_small, b_small_polars: DuckDB and Polars on the 100k-row file, the yardsticks for c.)
+  floor        after the job in a and e-g (a_floor, e_log_floor, …): bench/spark_floor.py under the same
+               spark-submit and conf, reading the same CSVs as strings and writing them once as Parquet by day: what
+               any Spark job on these files pays at least on this machine
   e  log       the transform job on a point-of-sale log (bench/shapes.py "log": ≥1M lines at the minute, several
                per store, product and day, `keep`, rolled up to days), then e_log_duckdb and e_log_polars
   f  sensors   the job on 15-minute readings of 200 sensors over 60 days with gaps, rolled up to hours, `fill_null`
@@ -36,6 +39,7 @@ Writes the table to stdout and the same as JSON to bench/results/<date>-<host>.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -45,6 +49,8 @@ import sys
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -140,6 +146,28 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
         for k in ("rows_read", "rows_out", "rows_quarantined", "duplicates_exact", "duplicates_key", "rows_merged"):
             totals[k] = totals.get(k, 0) + acc[k]
     return s, {"job_timings": result.get("timings"), "status": result.get("status"), **totals}
+
+
+def spark_floor(p: Pipeline, out: Path, rows: int) -> tuple[Sample, dict]:
+    """bench/spark_floor.py under the spark-submit and conf the job gets for the same files: the batch's CSVs read
+    as strings and written once as Parquet, by day of the time column when it is one raw column (else unpartitioned).
+    What any Spark job on these files pays at least: the job's lower bound on this machine. Checks (untimed) that it
+    wrote the files' rows."""
+    files = sorted(Path(p.raw.root).rglob("*.csv"))
+    raw_time = p.contract.column(p.contract.time_column).raw_names
+    spec = dataclasses.replace(submit_spec(p.settings, batch_bytes=sum(f.stat().st_size for f in files)),
+                               application=str(HERE / "spark_floor.py"))
+    shutil.rmtree(out, ignore_errors=True)
+    day = raw_time[0] if len(raw_time) == 1 else "-"
+    args = [out.as_uri(), day, p.contract.csv.delimiter, *map(str, files)]
+    argv = spec.argv(args, spark_submit=spark_submit_binary())
+    s = run_measured(argv, env={**os.environ, **spec.env})
+    if s.returncode != 0:
+        raise RuntimeError(f"spark_floor.py failed ({s.returncode}):\n{s.output[-4000:]}")
+    written = sum(pq.ParquetFile(f).metadata.num_rows for f in out.rglob("*.parquet"))  # not timed
+    if written != rows:
+        raise RuntimeError(f"spark_floor.py wrote {written} rows of the files' {rows}")
+    return s, {"by_day_of": None if day == "-" else day, "rows_written": written}
 
 
 # -- the CLI end to end through moto ------------------------------------------------------------------------------
@@ -390,8 +418,8 @@ def main() -> int:
     sections = set(os.environ.get("BENCH_SECTIONS", "a,b,c,d").split(","))
     if sections - set("abcdefgh"):
         raise SystemExit(f"BENCH_SECTIONS: unknown section(s) {sorted(sections - set('abcdefgh'))}; known: a-h")
-    results: dict[str, list[dict]] = {k: [] for k in ("a_full", "b_duckdb", "b_polars", "b_small", "b_small_polars",
-                                                      "c_small_e2e", "d_incremental", "d_alone")}
+    results: dict[str, list[dict]] = {k: [] for k in ("a_full", "a_floor", "b_duckdb", "b_polars", "b_small",
+                                                      "b_small_polars", "c_small_e2e", "d_incremental", "d_alone")}
     checks: list[dict] = []
     meta, p_hist = None, None
     if sections & set("abcd"):
@@ -431,7 +459,7 @@ def main() -> int:
         if sec != "h":
             shape_runs[sec] = (m, p, p.extract(list(p.raw.list()), 0))
         results |= {f"{sec}_{shape}" + ("_e2e" if sec == "h" else ""): [], f"{sec}_{shape}_duckdb": [],
-                    f"{sec}_{shape}_polars": []}
+                    f"{sec}_{shape}_polars": []} | ({} if sec == "h" else {f"{sec}_{shape}_floor": []})
 
     def persist(discovery: dict | None = None) -> dict:
         return save(spec, meta, reps, p_hist, results, discovery, checks=checks, shape_meta=shape_meta)
@@ -467,6 +495,7 @@ def main() -> int:
                 record("a_full", s, info)
                 if "b" in sections:  # before (d) publishes the staged output
                     job_out = job_output(p, plan, info)
+                record("a_floor", *spark_floor(p, runs / "floor", meta["full"]["rows"]))
             if plan_inc is None and "d" in sections:
                 t0 = time.monotonic()
                 p_hist.load(plan_hist)
@@ -492,6 +521,7 @@ def main() -> int:
             s, info = loaded(transform, p, plan)
             record(name, s, info)
             job_out = staged_output(p, plan, info)
+            record(f"{name}_floor", *loaded(spark_floor, p, Path(p.out.root).parent / "floor", m["rows"]))
             outputs = yardsticks(name, m, Path(p.out.root).parent)
             check(m["shape"], rep, outputs | {name: job_out}, shape=True)
         if "h" in sections:
@@ -559,14 +589,16 @@ def save(spec: BenchSpec, meta: dict | None, reps: int, p_hist: Pipeline | None,
 def summarise(results: dict[str, list[dict]], meta: dict | None, shape_meta: dict[str, dict]) -> dict:
     volume = {"a_full": meta["full"], "b_duckdb": meta["full"], "b_polars": meta["full"], "c_small_e2e": meta["small"],
               "b_small": meta["small"], "b_small_polars": meta["small"], "d_incremental": meta["new_day"],
-              "d_alone": meta["new_day"]} if meta else {}
-    ratios = {"a_full": ("b_duckdb", "b_polars"), "c_small_e2e": ("b_small", "b_small_polars"),
-              "d_incremental": ("d_alone",)}
+              "d_alone": meta["new_day"], "a_floor": meta["full"]} if meta else {}
+    # a floor run (spark_floor) beside its job: the job's ratio to it, and its own to the yardsticks
+    ratios = {"a_full": ("b_duckdb", "b_polars", "a_floor"), "a_floor": ("b_duckdb", "b_polars"),
+              "c_small_e2e": ("b_small", "b_small_polars"), "d_incremental": ("d_alone",)}
     for sec, m in shape_meta.items():
         name = f"{sec}_{m['shape']}"
         job = name + ("_e2e" if sec == "h" else "")
-        volume |= {job: m, f"{name}_duckdb": m, f"{name}_polars": m}
-        ratios[job] = (f"{name}_duckdb", f"{name}_polars")
+        volume |= {job: m, f"{name}_duckdb": m, f"{name}_polars": m, f"{name}_floor": m}
+        ratios[job] = (f"{name}_duckdb", f"{name}_polars") + (() if sec == "h" else (f"{name}_floor",))
+        ratios[f"{name}_floor"] = (f"{name}_duckdb", f"{name}_polars")
     summary = {}
     for name, rs in results.items():
         if not rs:

@@ -1,0 +1,33 @@
+"""spark-submit entry point of bench/run.py's floor runs (a_floor, e_log_floor, …): what any Spark job on the same
+files pays at least, under the same spark-submit and conf as the transform job. It reads the CSV files with every
+column a string (the header's names, no inference, no parse) and writes them once as snappy Parquet; with a day
+column, repartitioned by its first 10 characters and written partitioned by them, one file per day, as the job
+writes its clean rows. No parse, check, quarantine, duplicate, roll-up or feature: the transform job does all of
+this and more, so its wall time is above this one's on the same machine.
+
+    spark-submit … bench/spark_floor.py OUT_URI DAY_COLUMN|- DELIMITER CSV_PATH…
+"""
+
+import sys
+
+if __name__ == "__main__":
+    from nexgen_etl.spark.local.pyspark_path import prefer_installed_pyspark
+
+    prefer_installed_pyspark()
+
+    from pyspark.sql import SparkSession  # noqa: E402
+    from pyspark.sql import functions as F  # noqa: E402
+    from pyspark.sql.types import StringType, StructField, StructType  # noqa: E402
+
+    out, day, sep, *paths = sys.argv[1:]
+    spark = SparkSession.builder.appName("nexgen-etl-bench-floor").getOrCreate()
+    with open(paths[0], encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split(sep)
+    schema = StructType([StructField(c, StringType()) for c in header])
+    rows = spark.read.csv(paths, sep=sep, header=True, schema=schema)
+    if day == "-":
+        rows.write.mode("overwrite").option("compression", "snappy").parquet(out)
+    else:
+        rows = rows.withColumn("day", F.substring(F.col(day), 1, 10)).repartition("day")
+        rows.write.mode("overwrite").option("compression", "snappy").partitionBy("day").parquet(out)
+    spark.stop()
