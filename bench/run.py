@@ -11,8 +11,8 @@ Sections, interleaved and repeated (medians reported):
      alone     that same day file on an empty history (its transform job)
   (b_small, b_small_polars: DuckDB and Polars on the 100k-row file, the yardsticks for c.)
   floor        after the job in a and e-g (a_floor, e_log_floor, …): bench/spark_floor.py under the same
-               spark-submit and conf, reading the same CSVs as strings and writing them once as Parquet by day: what
-               any Spark job on these files pays at least on this machine
+               spark-submit and conf, reading the same CSVs as strings and writing them once as Parquet by day: the
+               floor under the job on this machine
   e  log       the transform job on a point-of-sale log (bench/shapes.py "log": ≥1M lines at the minute, several
                per store, product and day, `keep`, rolled up to days), then e_log_duckdb and e_log_polars
   f  sensors   the job on 15-minute readings of 200 sensors over 60 days with gaps, rolled up to hours, `fill_null`
@@ -151,8 +151,8 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
 def spark_floor(p: Pipeline, out: Path, rows: int) -> tuple[Sample, dict]:
     """bench/spark_floor.py under the spark-submit and conf the job gets for the same files: the batch's CSVs read
     as strings and written once as Parquet, by day of the time column when it is one raw column (else unpartitioned).
-    What any Spark job on these files pays at least: the job's lower bound on this machine. Checks (untimed) that it
-    wrote the files' rows."""
+    What Spark pays to read these files and write their rows once by day: the floor under the job on this machine.
+    Checks (untimed) that it wrote the files' rows."""
     files = sorted(Path(p.raw.root).rglob("*.csv"))
     raw_time = p.contract.column(p.contract.time_column).raw_names
     spec = dataclasses.replace(submit_spec(p.settings, batch_bytes=sum(f.stat().st_size for f in files)),

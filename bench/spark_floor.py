@@ -1,9 +1,10 @@
-"""spark-submit entry point of bench/run.py's floor runs (a_floor, e_log_floor, …): what any Spark job on the same
-files pays at least, under the same spark-submit and conf as the transform job. It reads the CSV files with every
-column a string (the header's names, no inference, no parse) and writes them once as snappy Parquet; with a day
-column, repartitioned by its first 10 characters and written partitioned by them, one file per day, as the job
-writes its clean rows. No parse, check, quarantine, duplicate, roll-up or feature: the transform job does all of
-this and more, so its wall time is above this one's on the same machine.
+"""spark-submit entry point of bench/run.py's floor runs (a_floor, e_log_floor, …), under the same spark-submit and
+conf as the transform job: what Spark pays to read these files and write their rows once by day. It reads the CSV
+files with every column a string (the first file's header names them: the bench's files have one header and no
+quoted names; no inference, no parse) and writes them once as snappy Parquet; with a day column, repartitioned by
+its first 10 characters and written partitioned by them, one file per day, as the job writes its clean rows. No
+parse, check, quarantine, duplicate, roll-up or feature. The job reads the same files with the same reader and
+writes their clean rows by day too (typed, not strings), besides all the rest: this is the floor under it.
 
     spark-submit … bench/spark_floor.py OUT_URI DAY_COLUMN|- DELIMITER CSV_PATH…
 """
