@@ -148,14 +148,14 @@ def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
     return s, {"job_timings": result.get("timings"), "status": result.get("status"), **totals}
 
 
-def spark_floor(p: Pipeline, out: Path, rows: int) -> tuple[Sample, dict]:
-    """bench/spark_floor.py under the spark-submit and conf the job gets for the same files: the batch's CSVs read
+def spark_floor(p: Pipeline, plan, out: Path, rows: int) -> tuple[Sample, dict]:
+    """bench/spark_floor.py under the spark-submit and conf the job gets for the plan's files: its CSVs read
     as strings and written once as Parquet, by day of the time column when it is one raw column (else unpartitioned).
     What Spark pays to read these files and write their rows once by day: the floor under the job on this machine.
     Checks (untimed) that it wrote the files' rows."""
-    files = sorted(Path(p.raw.root).rglob("*.csv"))
+    files = [Path(p.raw.root) / o.key for o in plan.objects]
     raw_time = p.contract.column(p.contract.time_column).raw_names
-    spec = dataclasses.replace(submit_spec(p.settings, batch_bytes=sum(f.stat().st_size for f in files)),
+    spec = dataclasses.replace(submit_spec(p.settings, batch_bytes=input_bytes(plan.objects)),
                                application=str(HERE / "spark_floor.py"))
     shutil.rmtree(out, ignore_errors=True)
     day = raw_time[0] if len(raw_time) == 1 else "-"
@@ -495,7 +495,7 @@ def main() -> int:
                 record("a_full", s, info)
                 if "b" in sections:  # before (d) publishes the staged output
                     job_out = job_output(p, plan, info)
-                record("a_floor", *spark_floor(p, runs / "floor", meta["full"]["rows"]))
+                record("a_floor", *spark_floor(p, plan, runs / "floor", meta["full"]["rows"]))
             if plan_inc is None and "d" in sections:
                 t0 = time.monotonic()
                 p_hist.load(plan_hist)
@@ -521,7 +521,7 @@ def main() -> int:
             s, info = loaded(transform, p, plan)
             record(name, s, info)
             job_out = staged_output(p, plan, info)
-            record(f"{name}_floor", *loaded(spark_floor, p, Path(p.out.root).parent / "floor", m["rows"]))
+            record(f"{name}_floor", *loaded(spark_floor, p, plan, Path(p.out.root).parent / "floor", m["rows"]))
             outputs = yardsticks(name, m, Path(p.out.root).parent)
             check(m["shape"], rep, outputs | {name: job_out}, shape=True)
         if "h" in sections:
