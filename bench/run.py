@@ -132,13 +132,21 @@ def extra_conf() -> dict[str, str]:
     return conf
 
 
+def submit_measured(p: Pipeline, plan, args: list[str], application: str | None = None) -> Sample:
+    """spark-submit with the conf the product gives the plan's files (sized to them), measured; application (a
+    script) in place of the transform job's. A failed submit stops the bench with its output's tail."""
+    spec = submit_spec(p.settings, batch_bytes=input_bytes(plan.objects))
+    if application is not None:
+        spec = dataclasses.replace(spec, application=application)
+    s = run_measured(spec.argv(args, spark_submit=spark_submit_binary()), env={**os.environ, **spec.env})
+    if s.returncode != 0:
+        raise RuntimeError(f"spark-submit of {spec.application} failed ({s.returncode}):\n{s.output[-4000:]}")
+    return s
+
+
 def transform(p: Pipeline, plan) -> tuple[Sample, dict]:
     """spark-submit of the job on a frozen plan (what Pipeline.transform runs), measured."""
-    spec = submit_spec(p.settings, batch_bytes=input_bytes(plan.objects))
-    argv = spec.argv(["--plan", p.plan_uri(plan.batch_id)], spark_submit=spark_submit_binary())
-    s = run_measured(argv, env={**os.environ, **spec.env})
-    if s.returncode != 0:
-        raise RuntimeError(f"spark-submit failed ({s.returncode}):\n{s.output[-4000:]}")
+    s = submit_measured(p, plan, ["--plan", p.plan_uri(plan.batch_id)])
     result_path = Path(p.out.root) / result_key(plan.batch_id)
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     totals = {}
@@ -153,17 +161,12 @@ def spark_floor(p: Pipeline, plan, out: Path, rows: int) -> tuple[Sample, dict]:
     as strings and written once as Parquet, by day of the time column when it is one raw column (else unpartitioned).
     What Spark pays to read these files and write their rows once by day: the floor under the job on this machine.
     Checks (untimed) that it wrote the files' rows."""
-    files = [Path(p.raw.root) / o.key for o in plan.objects]
+    files = [str(Path(p.raw.root) / o.key) for o in plan.objects]
     raw_time = p.contract.column(p.contract.time_column).raw_names
-    spec = dataclasses.replace(submit_spec(p.settings, batch_bytes=input_bytes(plan.objects)),
-                               application=str(HERE / "spark_floor.py"))
     shutil.rmtree(out, ignore_errors=True)
     day = raw_time[0] if len(raw_time) == 1 else "-"
-    args = [out.as_uri(), day, p.contract.csv.delimiter, *map(str, files)]
-    argv = spec.argv(args, spark_submit=spark_submit_binary())
-    s = run_measured(argv, env={**os.environ, **spec.env})
-    if s.returncode != 0:
-        raise RuntimeError(f"spark_floor.py failed ({s.returncode}):\n{s.output[-4000:]}")
+    s = submit_measured(p, plan, [out.as_uri(), day, p.contract.csv.delimiter, *files],
+                        application=str(HERE / "spark_floor.py"))
     written = sum(pq.ParquetFile(f).metadata.num_rows for f in out.rglob("*.parquet"))  # not timed
     if written != rows:
         raise RuntimeError(f"spark_floor.py wrote {written} rows of the files' {rows}")

@@ -26,9 +26,8 @@ if __name__ == "__main__":
         header = f.readline().rstrip("\r\n").split(sep)
     schema = StructType([StructField(c, StringType()) for c in header])
     rows = spark.read.csv(paths, sep=sep, header=True, schema=schema)
-    if day == "-":
-        rows.write.mode("overwrite").option("compression", "snappy").parquet(out)
-    else:
+    if day != "-":
         rows = rows.withColumn("day", F.substring(F.col(day), 1, 10)).repartition("day")
-        rows.write.mode("overwrite").option("compression", "snappy").partitionBy("day").parquet(out)
+    writer = rows.write.mode("overwrite").option("compression", "snappy")
+    (writer if day == "-" else writer.partitionBy("day")).parquet(out)
     spark.stop()
